@@ -1,0 +1,176 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Thin Cython layer over the C kernels: checks arguments, releases the GIL, calls one C function.
+
+The ISA in use is chosen once at import (best the CPU supports, or $LLAMAPY_CPU) and can be changed
+with set_isa(); every entry point also takes an explicit `isa` so tests can compare paths in-process.
+"""
+import os
+from libc.stdint cimport int64_t, uint8_t
+from llamapy._kernels.kernels cimport *
+
+ISA_NAMES = ("scalar", "avx2", "avx512", "avx512vnni", "neon")
+
+cdef int _current = llp_best_isa()
+
+
+def _isa_id(name):
+    if name is None:
+        return _current
+    if name not in ISA_NAMES:
+        raise ValueError(f"unknown kernel path {name!r}; choose from {', '.join(ISA_NAMES)}")
+    cdef int i = ISA_NAMES.index(name)
+    if not llp_isa_supported(i):
+        raise ValueError(f"this CPU cannot run the {name} kernels (it supports: {', '.join(available_isas())})")
+    return i
+
+
+cdef const llp_kernels *_table(name) except NULL:
+    return llp_kernels_for(_isa_id(name))
+
+
+def available_isas():
+    """Kernel paths this CPU can run, lowest first."""
+    return [ISA_NAMES[i] for i in range(len(ISA_NAMES)) if llp_isa_supported(i)]
+
+
+def best_isa():
+    return ISA_NAMES[llp_best_isa()]
+
+
+def current_isa():
+    return ISA_NAMES[_current]
+
+
+def set_isa(name):
+    """Use the `name` kernels from now on ('scalar', 'avx2', 'avx512', 'avx512vnni', 'neon')."""
+    global _current
+    _current = _isa_id(name)
+
+
+def cpu_features():
+    cdef const llp_cpu_features *c = llp_cpu()
+    return {
+        "SSE3": bool(c.sse3), "SSSE3": bool(c.ssse3), "AVX": bool(c.avx), "AVX2": bool(c.avx2),
+        "FMA": bool(c.fma), "F16C": bool(c.f16c), "AVX512F": bool(c.avx512f), "AVX512BW": bool(c.avx512bw),
+        "AVX512VL": bool(c.avx512vl), "AVX512DQ": bool(c.avx512dq), "AVX512_VNNI": bool(c.avx512vnni),
+        "AVX512_BF16": bool(c.avx512bf16), "AVX_VNNI": bool(c.avx_vnni), "NEON": bool(c.neon),
+        "DOTPROD": bool(c.dotprod),
+    }
+
+
+def kernel_impls(isa=None):
+    """{type name: ISA whose dot product kernel serves it} for the given (or current) path."""
+    cdef const llp_kernels *k = _table(isa)
+    out = {}
+    for t in range(LLP_TYPE_COUNT):
+        if llp_types[t].blck_size and k.vec_dot[t] != NULL:
+            out[llp_types[t].name.decode()] = k.impl[t].decode() if k.impl[t] != NULL else "scalar"
+    return out
+
+
+cdef const llp_type_info *_info(int t) except NULL:
+    if t < 0 or t >= LLP_TYPE_COUNT or llp_types[t].blck_size == 0:
+        raise ValueError(f"tensor type {t} is not supported by the kernels")
+    return &llp_types[t]
+
+
+def block_info(int t):
+    """(elements per block, bytes per block, vec_dot_type) of type t."""
+    cdef const llp_type_info *ti = _info(t)
+    return ti.blck_size, ti.type_size, ti.vec_dot_type
+
+
+cdef size_t _row_bytes(const llp_type_info *ti, int64_t n) except? 0:
+    if n % ti.blck_size:
+        raise ValueError(f"{n} elements is not a multiple of {ti.name.decode()}'s block of {ti.blck_size}")
+    return <size_t>(n // ti.blck_size) * ti.type_size
+
+
+def dequantize(int t, const uint8_t[::1] src not None, float[::1] dst not None):
+    """dst[:] = the float values of the n = len(dst) elements of type t in src."""
+    cdef const llp_type_info *ti = _info(t)
+    cdef int64_t n = dst.shape[0]
+    if _row_bytes(ti, n) != <size_t>src.shape[0]:
+        raise ValueError(f"{src.shape[0]} bytes do not hold {n} elements of {ti.name.decode()}")
+    if n == 0:
+        return
+    with nogil:
+        ti.to_float(&src[0], &dst[0], n)
+
+
+def quantize(int t, const float[::1] src not None, uint8_t[::1] dst not None):
+    """dst[:] = src quantized to type t with the scalar reference quantizer (ggml's *_ref)."""
+    cdef const llp_type_info *ti = _info(t)
+    cdef int64_t n = src.shape[0]
+    if _row_bytes(ti, n) != <size_t>dst.shape[0]:
+        raise ValueError(f"{dst.shape[0]} bytes cannot hold {n} elements of {ti.name.decode()}")
+    if n == 0:
+        return
+    with nogil:
+        ti.from_float_ref(&src[0], &dst[0], n)
+
+
+def quantize_activations(int t, const float[::1] src not None, uint8_t[::1] dst not None, isa=None):
+    """dst[:] = src in type t (an activation format) with the fast quantizer of the chosen path."""
+    cdef const llp_type_info *ti = _info(t)
+    cdef const llp_kernels *k = _table(isa)
+    cdef int64_t n = src.shape[0]
+    if _row_bytes(ti, n) != <size_t>dst.shape[0]:
+        raise ValueError(f"{dst.shape[0]} bytes cannot hold {n} elements of {ti.name.decode()}")
+    cdef llp_from_float_fn f = k.from_float[t] if k.from_float[t] != NULL else ti.from_float_ref
+    if n == 0:
+        return
+    with nogil:
+        f(&src[0], &dst[0], n)
+
+
+def vec_dot(int t, int n, const uint8_t[::1] w not None, const uint8_t[::1] a not None, isa=None):
+    """dot(w, a): w one row of n elements of type t, a the same n in t's vec_dot_type."""
+    cdef const llp_type_info *ti = _info(t)
+    cdef const llp_kernels *k = _table(isa)
+    cdef float s = 0
+    if ti.vec_dot_type < 0 or k.vec_dot[t] == NULL:
+        raise ValueError(f"no dot product for {ti.name.decode()}")
+    if _row_bytes(ti, n) != <size_t>w.shape[0] or _row_bytes(&llp_types[ti.vec_dot_type], n) != <size_t>a.shape[0]:
+        raise ValueError("row sizes do not match n")
+    if n == 0:
+        return 0.0
+    with nogil:
+        k.vec_dot[t](n, &s, &w[0], &a[0])
+    return s
+
+
+def matmul_work_size(int t, int64_t cols, int64_t n_tok):
+    _info(t)
+    return llp_matmul_work_size(t, cols, n_tok)
+
+
+def matmul(int t, const uint8_t[:, ::1] W not None, const float[:, ::1] X not None, float[:, ::1] Y not None,
+           uint8_t[::1] work not None, int n_threads=1, isa=None):
+    """Y[i, r] = dot(W[r], X[i]): W rows of type t (raw bytes), X float32 activations, one per row of Y."""
+    cdef const llp_type_info *ti = _info(t)
+    cdef const llp_kernels *k = _table(isa)
+    cdef int64_t rows = W.shape[0], cols = X.shape[1], n_tok = X.shape[0]
+    if _row_bytes(ti, cols) != <size_t>W.shape[1]:
+        raise ValueError(f"weight rows of {W.shape[1]} bytes do not hold {cols} elements of {ti.name.decode()}")
+    if Y.shape[0] != n_tok or Y.shape[1] != rows:
+        raise ValueError(f"output must be ({n_tok}, {rows}), got ({Y.shape[0]}, {Y.shape[1]})")
+    if <size_t>work.shape[0] < llp_matmul_work_size(t, cols, n_tok):
+        raise ValueError("work buffer too small")
+    if rows == 0 or n_tok == 0:
+        return
+    cdef int rc
+    cdef void *wp = &work[0] if work.shape[0] else NULL
+    with nogil:
+        rc = llp_matmul(k, t, &W[0, 0], rows, cols, W.strides[0], &X[0, 0], n_tok, &Y[0, 0], Y.strides[0] // 4,
+                        wp, n_threads)
+    if rc:
+        raise ValueError(f"matmul failed for {ti.name.decode()} (code {rc})")
+
+
+def _init_from_env():
+    name = os.environ.get("LLAMAPY_CPU", "").strip().lower()
+    if name:
+        set_isa(name)
+
+_init_from_env()

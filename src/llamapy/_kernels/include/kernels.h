@@ -1,0 +1,76 @@
+/* Kernel signatures, the per-type trait table and the per-ISA kernel tables.
+ *
+ * Every ISA file (ref/, x86/avx2.c, x86/avx512.c, arm/neon.c) defines kernels with the same contract and
+ * registers them into an llp_kernels table. The table of ISA X starts as a copy of the next-lower ISA's
+ * table, so a kernel an ISA lacks falls back to the best lower one (ultimately the scalar reference). */
+#ifndef LLP_KERNELS_H
+#define LLP_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "blocks.h"
+
+/* x[k] (k a multiple of the block size) -> y */
+typedef void (*llp_to_float_fn)(const void *restrict x, float *restrict y, int64_t k);
+typedef void (*llp_from_float_fn)(const float *restrict x, void *restrict y, int64_t k);
+/* *s = dot(row vx of the weight type, row vy of its vec_dot_type), both n elements */
+typedef void (*llp_vec_dot_fn)(int n, float *restrict s, const void *restrict vx, const void *restrict vy);
+
+typedef struct {
+    const char *name;          /* ggml's name: "q4_K" */
+    int blck_size;             /* elements per block (0: type not supported by the kernels) */
+    size_t type_size;          /* bytes per block */
+    llp_to_float_fn to_float;  /* scalar dequantize */
+    llp_from_float_fn from_float_ref;  /* scalar reference quantizer, bit-exact with ggml's *_ref */
+    int vec_dot_type;          /* activation format the dot product takes */
+} llp_type_info;
+
+extern const llp_type_info llp_types[LLP_TYPE_COUNT];
+
+typedef enum { LLP_ISA_SCALAR = 0, LLP_ISA_AVX2, LLP_ISA_AVX512, LLP_ISA_AVX512VNNI, LLP_ISA_NEON, LLP_ISA_COUNT } llp_isa;
+
+typedef struct {
+    llp_vec_dot_fn vec_dot[LLP_TYPE_COUNT];       /* weight type -> dot with its vec_dot_type */
+    llp_from_float_fn from_float[LLP_TYPE_COUNT]; /* fast activation quantizers (q8_0, q8_1, q8_K, f16, bf16) */
+    const char *impl[LLP_TYPE_COUNT];             /* which ISA's vec_dot is in use, for `info` */
+} llp_kernels;
+
+/* ---- scalar reference: ref/quants.c, ref/quants_k.c, ref/dot.c ---- */
+#define LLP_DECLARE_TYPE(t) \
+    void dequantize_row_##t(const void *restrict x, float *restrict y, int64_t k); \
+    void quantize_row_##t##_ref(const float *restrict x, void *restrict y, int64_t k);
+LLP_DECLARE_TYPE(f16)  LLP_DECLARE_TYPE(bf16)  LLP_DECLARE_TYPE(f32)
+LLP_DECLARE_TYPE(q4_0) LLP_DECLARE_TYPE(q4_1) LLP_DECLARE_TYPE(q5_0) LLP_DECLARE_TYPE(q5_1)
+LLP_DECLARE_TYPE(q8_0) LLP_DECLARE_TYPE(q8_1)
+LLP_DECLARE_TYPE(q2_K) LLP_DECLARE_TYPE(q3_K) LLP_DECLARE_TYPE(q4_K) LLP_DECLARE_TYPE(q5_K)
+LLP_DECLARE_TYPE(q6_K) LLP_DECLARE_TYPE(q8_K)
+LLP_DECLARE_TYPE(iq4_nl) LLP_DECLARE_TYPE(iq4_xs) LLP_DECLARE_TYPE(tq1_0) LLP_DECLARE_TYPE(tq2_0)
+#undef LLP_DECLARE_TYPE
+
+void llp_register_scalar(llp_kernels *k);   /* ref/dot.c: every *_generic dot and activation quantizer */
+void llp_register_avx2(llp_kernels *k);     /* x86/avx2.c   (AVX2 + FMA + F16C) */
+void llp_register_avx512(llp_kernels *k);   /* x86/avx512.c (AVX-512 F/BW/VL/DQ) */
+void llp_register_avx512vnni(llp_kernels *k); /* x86/avx512.c, VNNI variants */
+void llp_register_neon(llp_kernels *k);     /* arm/neon.c */
+
+/* ---- dispatch.c ---- */
+typedef struct {
+    int sse3, ssse3, avx, avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512dq, avx512vnni, avx512bf16,
+        avx_vnni, neon, dotprod;
+} llp_cpu_features;
+
+const llp_cpu_features *llp_cpu(void);
+int llp_isa_supported(llp_isa isa);
+const char *llp_isa_name(llp_isa isa);
+const llp_kernels *llp_kernels_for(llp_isa isa);  /* NULL when the CPU cannot run isa */
+llp_isa llp_best_isa(void);
+
+/* ---- matmul.c: the threaded entry points ---- */
+/* Y[t, r] = dot(W row r, X row t) for t < n_tok, r < rows. W is rows x cols in type `type` with
+ * w_stride bytes between rows; X is n_tok x cols float32; Y is n_tok x rows float32 with y_stride
+ * floats between token rows. `work` holds the quantized activations: llp_matmul_work_size bytes. */
+size_t llp_matmul_work_size(int type, int64_t cols, int64_t n_tok);
+int llp_matmul(const llp_kernels *k, int type, const void *W, int64_t rows, int64_t cols, size_t w_stride,
+               const float *X, int64_t n_tok, float *Y, int64_t y_stride, void *work, int n_threads);
+
+#endif

@@ -1,0 +1,40 @@
+# Declarations of the C kernel library (include/kernels.h) for Cython.
+from libc.stdint cimport int64_t
+
+cdef extern from "include/kernels.h" nogil:
+    ctypedef void (*llp_to_float_fn)(const void *x, float *y, int64_t k) noexcept nogil
+    ctypedef void (*llp_from_float_fn)(const float *x, void *y, int64_t k) noexcept nogil
+    ctypedef void (*llp_vec_dot_fn)(int n, float *s, const void *vx, const void *vy) noexcept nogil
+
+    ctypedef struct llp_type_info:
+        const char *name
+        int blck_size
+        size_t type_size
+        llp_to_float_fn to_float
+        llp_from_float_fn from_float_ref
+        int vec_dot_type
+
+    const llp_type_info llp_types[]
+    int LLP_TYPE_COUNT
+    int LLP_ISA_COUNT
+
+    ctypedef int llp_isa
+
+    ctypedef struct llp_kernels:
+        llp_vec_dot_fn vec_dot[40]
+        llp_from_float_fn from_float[40]
+        const char *impl[40]
+
+    ctypedef struct llp_cpu_features:
+        int sse3, ssse3, avx, avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512dq, avx512vnni, avx512bf16
+        int avx_vnni, neon, dotprod
+
+    const llp_cpu_features *llp_cpu()
+    int llp_isa_supported(llp_isa isa)
+    const char *llp_isa_name(llp_isa isa)
+    const llp_kernels *llp_kernels_for(llp_isa isa)
+    llp_isa llp_best_isa()
+
+    size_t llp_matmul_work_size(int type, int64_t cols, int64_t n_tok)
+    int llp_matmul(const llp_kernels *k, int type, const void *W, int64_t rows, int64_t cols, size_t w_stride,
+                   const float *X, int64_t n_tok, float *Y, int64_t y_stride, void *work, int n_threads)

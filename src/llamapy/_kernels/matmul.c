@@ -1,0 +1,60 @@
+/* Threaded matrix-vector and matrix-matrix products over quantized weights.
+ *
+ * Activations are first quantized to the weight type's vec_dot_type (as llama.cpp does), then each
+ * thread takes a contiguous range of weight rows, so each weight byte is read from memory once. */
+#include "include/kernels.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static size_t row_size(int type, int64_t n) {
+    return (size_t)(n / llp_types[type].blck_size) * llp_types[type].type_size;
+}
+
+size_t llp_matmul_work_size(int type, int64_t cols, int64_t n_tok) {
+    if (type < 0 || type >= LLP_TYPE_COUNT || !llp_types[type].blck_size) return 0;
+    int vdt = llp_types[type].vec_dot_type;
+    if (vdt < 0 || vdt == LLP_F32) return 0;
+    return row_size(vdt, cols) * (size_t)n_tok;
+}
+
+/* Rows handled together so a few weight rows stay in L1 while every token's activations pass by. */
+#define ROW_BLOCK 16
+
+int llp_matmul(const llp_kernels *k, int type, const void *W, int64_t rows, int64_t cols, size_t w_stride,
+               const float *X, int64_t n_tok, float *Y, int64_t y_stride, void *work, int n_threads) {
+    if (type < 0 || type >= LLP_TYPE_COUNT || !llp_types[type].blck_size) return -1;
+    int vdt = llp_types[type].vec_dot_type;
+    llp_vec_dot_fn dot = k->vec_dot[type];
+    if (vdt < 0 || !dot) return -1;
+    if (cols % llp_types[type].blck_size || cols % llp_types[vdt].blck_size) return -2;
+    llp_from_float_fn quantize = k->from_float[vdt] ? k->from_float[vdt] : llp_types[vdt].from_float_ref;
+    const int direct = vdt == LLP_F32;  /* f32 weights dot the activations as they are */
+    const size_t act_stride = direct ? (size_t)cols * sizeof(float) : row_size(vdt, cols);
+    const char *act = direct ? (const char *)X : (const char *)work;
+    if (n_threads < 1) n_threads = 1;
+
+#pragma omp parallel num_threads(n_threads)
+    {
+#ifdef _OPENMP
+        const int ith = omp_get_thread_num(), nth = omp_get_num_threads();
+#else
+        const int ith = 0, nth = 1;
+#endif
+        if (!direct)
+            for (int64_t t = ith; t < n_tok; t += nth)
+                quantize(X + t * cols, (char *)work + t * act_stride, cols);
+#pragma omp barrier
+        const int64_t r0 = rows * ith / nth, r1 = rows * (ith + 1) / nth;
+        for (int64_t rb = r0; rb < r1; rb += ROW_BLOCK) {
+            const int64_t re = rb + ROW_BLOCK < r1 ? rb + ROW_BLOCK : r1;
+            for (int64_t t = 0; t < n_tok; t++) {
+                const void *a = act + t * act_stride;
+                float *y = Y + t * y_stride;
+                for (int64_t r = rb; r < re; r++)
+                    dot((int)cols, &y[r], (const char *)W + r * w_stride, a);
+            }
+        }
+    }
+    return 0;
+}
