@@ -19,7 +19,7 @@
 static llp_cpu_features cpu;
 static llp_kernels tables[LLP_ISA_COUNT];
 static int supported[LLP_ISA_COUNT];
-static int initialized;
+static int initialized, detected;
 
 #if LLP_X86
 static uint64_t xgetbv0(void) {
@@ -58,8 +58,8 @@ static void detect_x86(void) {
 }
 #endif
 
-static void init(void) {
-    if (initialized) return;
+static void detect(void) {
+    if (detected) return;
 #if LLP_X86
     detect_x86();
 #elif LLP_ARM64
@@ -68,6 +68,12 @@ static void init(void) {
     cpu.dotprod = (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
 #endif
 #endif
+    detected = 1;
+}
+
+static void init(void) {
+    if (initialized) return;
+    detect();
     supported[LLP_ISA_SCALAR] = 1;
     supported[LLP_ISA_AVX2] = cpu.avx2 && cpu.fma && cpu.f16c;
     supported[LLP_ISA_AVX512] = supported[LLP_ISA_AVX2] && cpu.avx512f && cpu.avx512bw && cpu.avx512vl && cpu.avx512dq;
@@ -88,7 +94,8 @@ static void init(void) {
     initialized = 1;
 }
 
-const llp_cpu_features *llp_cpu(void) { init(); return &cpu; }
+/* Detection only: register functions may ask for optional features (e.g. AVX512_BF16) while tables build. */
+const llp_cpu_features *llp_cpu(void) { detect(); return &cpu; }
 
 int llp_isa_supported(llp_isa isa) { init(); return isa >= 0 && isa < LLP_ISA_COUNT && supported[isa]; }
 
