@@ -13,7 +13,7 @@ from setuptools import Extension, setup
 
 KERNELS = "src/llamapy/_kernels"
 C_SOURCES = [
-    "types.c", "dispatch.c", "matmul.c",
+    "types.c", "dispatch.c", "matmul.c", "probe.c",
     "ref/quants.c", "ref/quants_k.c", "ref/dot.c",
     "x86/avx2.c", "x86/avx512.c", "arm/neon.c",
 ]

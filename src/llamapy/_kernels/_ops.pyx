@@ -5,7 +5,7 @@ The ISA in use is chosen once at import (best the CPU supports, or $LLAMAPY_CPU)
 with set_isa(); every entry point also takes an explicit `isa` so tests can compare paths in-process.
 """
 import os
-from libc.stdint cimport int64_t, uint8_t
+from libc.stdint cimport int64_t, uint8_t, uint64_t
 from llamapy._kernels.kernels cimport *
 
 ISA_NAMES = ("scalar", "avx2", "avx512", "avx512vnni", "neon")
@@ -166,6 +166,17 @@ def matmul(int t, const uint8_t[:, ::1] W not None, const float[:, ::1] X not No
                         wp, n_threads)
     if rc:
         raise ValueError(f"matmul failed for {ti.name.decode()} (code {rc})")
+
+
+def read_bytes(const uint8_t[::1] buf not None, int n_threads=1):
+    """Stream-read buf with n_threads threads (the memory bandwidth probe); returns a checksum."""
+    cdef uint64_t r
+    cdef size_t n = buf.shape[0] // 64 * 64
+    if n == 0:
+        return 0
+    with nogil:
+        r = llp_read_bytes(&buf[0], n, n_threads)
+    return r
 
 
 def _init_from_env():

@@ -1,5 +1,5 @@
 # Declarations of the C kernel library (include/kernels.h) for Cython.
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 
 cdef extern from "include/kernels.h" nogil:
     ctypedef void (*llp_to_float_fn)(const void *x, float *y, int64_t k) noexcept nogil
@@ -38,3 +38,6 @@ cdef extern from "include/kernels.h" nogil:
     size_t llp_matmul_work_size(int type, int64_t cols, int64_t n_tok)
     int llp_matmul(const llp_kernels *k, int type, const void *W, int64_t rows, int64_t cols, size_t w_stride,
                    const float *X, int64_t n_tok, float *Y, int64_t y_stride, void *work, int n_threads)
+
+cdef extern from "include/kernels.h" nogil:
+    uint64_t llp_read_bytes(const void *p, size_t n, int n_threads)

@@ -73,4 +73,7 @@ size_t llp_matmul_work_size(int type, int64_t cols, int64_t n_tok);
 int llp_matmul(const llp_kernels *k, int type, const void *W, int64_t rows, int64_t cols, size_t w_stride,
                const float *X, int64_t n_tok, float *Y, int64_t y_stride, void *work, int n_threads);
 
+/* ---- probe.c ---- */
+uint64_t llp_read_bytes(const void *p, size_t n, int n_threads);
+
 #endif

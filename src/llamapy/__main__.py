@@ -1,0 +1,3 @@
+from llamapy.cli.main import main
+
+main()
