@@ -27,4 +27,4 @@ python=${PYTHON:-python3}
 # The main job: what the kernels found on this CPU, then the default model's metadata and tensors.
 .venv/bin/llamapy info
 model=$(.venv/bin/llamapy fetch smollm2)
-.venv/bin/llamapy-gguf "$model" | head -n 60
+.venv/bin/llamapy-gguf "$model"

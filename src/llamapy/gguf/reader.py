@@ -133,7 +133,7 @@ def _show(name: str, limit: int = 80) -> str:
     return repr(name if len(name) <= limit else name[:limit] + "...")
 
 
-def _align_up(n: int, alignment: int) -> int:
+def align_up(n: int, alignment: int) -> int:
     return (n + alignment - 1) // alignment * alignment
 
 
@@ -206,7 +206,7 @@ class GGUFReader:
         self.fields: dict[str, ReaderField] = self._read_fields(cur, n_kv)
         self.alignment = self._read_alignment(cur)
         infos = self._read_tensor_infos(cur, n_tensors)
-        self.data_offset = _align_up(cur.pos, self.alignment)
+        self.data_offset = align_up(cur.pos, self.alignment)
         self.tensors: list[ReaderTensor] = self._make_tensors(cur, infos)
         self._tensor_by_name = {t.name: t for t in self.tensors}
 
@@ -240,9 +240,11 @@ class GGUFReader:
         n_kv = cur.u64("metadata count")
         # Cheap upper bound before anything is sized by these counts.
         if n_kv > cur.left() // MIN_KV_BYTES:
-            raise cur.error(f"metadata count {n_kv} cannot fit in the {cur.left()} bytes after the header")
+            raise cur.error(f"metadata count {n_kv} cannot fit in the {cur.left()} bytes after the header "
+                            "(truncated or corrupt)")
         if n_tensors > (cur.left() - n_kv * MIN_KV_BYTES) // MIN_TENSOR_INFO_BYTES:
-            raise cur.error(f"tensor count {n_tensors} cannot fit in the {cur.left()} bytes after the header")
+            raise cur.error(f"tensor count {n_tensors} cannot fit in the {cur.left()} bytes after the header "
+                            "(truncated or corrupt)")
         return version, n_tensors, n_kv
 
     @staticmethod
@@ -296,11 +298,8 @@ class GGUFReader:
         if element_type == GGUFValueType.STRING:
             return element_type, self._read_string_array(cur, count, what)
         if element_type == GGUFValueType.ARRAY:
-            items = []
-            for i in range(count):
-                inner_what = f"{what}[{i}]"
-                inner_type = _decode_value_type(cur, cur.u32(f"value type of {inner_what}"), inner_what) \
-                    if False else None  # (placeholder removed below)
+            # Each item is a whole array value with its own element type.
+            items = [GGUFArray(*self._read_array(cur, f"{what}[{i}]", depth + 1)) for i in range(count)]
             return element_type, items
         return element_type, self._read_numeric_array(cur, element_type, count, what)
 
@@ -318,24 +317,115 @@ class GGUFReader:
         # The hot loop of every load (49k-262k tokens): plain locals, no per-item message formatting.
         buf, pos, end = cur.buf, cur.pos, cur.size
         unpack_u64 = _U64.unpack_from
-        out = []
-        append = out.append
-        i = 0
-        try:
-            for i in range(count):
-                if end - pos < 8:
-                    break
-                (length,) = unpack_u64(buf, pos)
-                if length > end - pos - 8:
-                    break
-                pos += 8
-                append(str(buf[pos:pos + length], "utf-8"))
-                pos += length
-            else:
+        strings = []
+        append = strings.append
+        for i in range(count):
+            if end - pos < 8 or unpack_u64(buf, pos)[0] > end - pos - 8:
                 cur.pos = pos
-                return out
-        except UnicodeDecodeError:
-            raise cur.error(f"{what}[{i}] at offset {pos - 8} is not valid UTF-8") from None
+                cur.string(f"{what}[{i}]")  # raises the usual truncation error
+            start = pos + 8
+            pos = start + unpack_u64(buf, pos)[0]
+            try:
+                append(str(buf[start:pos], "utf-8"))
+            except UnicodeDecodeError:
+                raise cur.error(f"{what}[{i}] at offset {start - 8} is not valid UTF-8") from None
         cur.pos = pos
-        cur.string(f"{what}[{i}]")  # reports the truncation with the usual message
-        raise AssertionError("unreachable")
+        return strings
+
+    # ---- alignment ------------------------------------------------------------------------------
+
+    def _read_alignment(self, cur: _Cursor) -> int:
+        field = self.fields.get(ALIGNMENT_KEY)
+        if field is None:
+            return GGUF_DEFAULT_ALIGNMENT
+        if field.type != GGUFValueType.UINT32:
+            raise cur.error(f"{ALIGNMENT_KEY} must be a uint32, not {field.type.name} (offset {field.offset})")
+        alignment = field.value
+        if alignment == 0 or alignment & (alignment - 1):
+            raise cur.error(f"{ALIGNMENT_KEY} is {alignment}, not a non-zero power of two (offset {field.offset})")
+        return alignment
+
+    # ---- tensor infos ---------------------------------------------------------------------------
+
+    def _read_tensor_infos(self, cur: _Cursor, n_tensors: int) -> list[tuple]:
+        infos = []
+        seen: set[str] = set()
+        for i in range(n_tensors):
+            start = cur.pos
+            name = cur.string(f"name of tensor #{i}")
+            if name in seen:
+                raise cur.error(f"duplicate tensor name {_show(name)} at offset {start}")
+            seen.add(name)
+            what = f"tensor {_show(name)}"
+            n_dims = cur.u32(f"n_dims of {what}")
+            if n_dims > GGML_MAX_DIMS:
+                raise cur.error(f"{what} has {n_dims} dimensions (at most {GGML_MAX_DIMS}) at offset {cur.pos - 4}")
+            shape = tuple(cur.u64(f"dimension {d} of {what}") for d in range(n_dims))
+            type_id = cur.u32(f"type of {what}")
+            try:
+                ggml_type = GGMLType(type_id)
+            except ValueError:
+                raise cur.error(f"{what} has unknown tensor type id {type_id} at offset {cur.pos - 4}") from None
+            offset = cur.u64(f"data offset of {what}")
+            infos.append((name, ggml_type, shape, offset))
+        return infos
+
+    def _tensor_size(self, cur: _Cursor, name: str, ggml_type: GGMLType, shape: tuple[int, ...]) -> tuple[int, int]:
+        """(n_elements, n_bytes) of a tensor, refusing shapes that overflow int64 or break the block size."""
+        what = f"tensor {_show(name)}"
+        n_elements = 1
+        for dim in shape:
+            # Same bound as llama.cpp: every dim and the running product must stay within int64.
+            if dim > INT64_MAX or (dim and n_elements > INT64_MAX // dim):
+                raise cur.error(f"{what} shape {list(shape)} overflows int64 element count")
+            n_elements *= dim
+        block, block_bytes = GGML_BLOCK_SIZES[ggml_type]
+        row_length = shape[0] if shape else 1
+        if row_length % block:
+            raise cur.error(f"{what} row length {row_length} is not a multiple of "
+                            f"{ggml_type.name}'s block size {block}")
+        return n_elements, n_elements // block * block_bytes
+
+    def _make_tensors(self, cur: _Cursor, infos: list[tuple]) -> list[ReaderTensor]:
+        if infos and self.data_offset > self.file_size:
+            raise cur.error(f"data section starts at {self.data_offset}, past end of file (size {self.file_size})")
+        tensors = []
+        for name, ggml_type, shape, offset in infos:
+            what = f"tensor {_show(name)}"
+            n_elements, n_bytes = self._tensor_size(cur, name, ggml_type, shape)
+            if offset % self.alignment:
+                raise cur.error(f"{what} data offset {offset} is not a multiple of the alignment {self.alignment}")
+            start = self.data_offset + offset
+            end = start + n_bytes
+            if end > self.file_size:
+                raise cur.error(f"{what} data [{start}, {end}) extends past end of file (size {self.file_size})")
+            data = tensor_view(self._map[start:end], ggml_type, shape)
+            tensors.append(ReaderTensor(name, ggml_type, shape, n_elements, n_bytes, start, data))
+        self._check_no_overlap(cur, tensors)
+        return tensors
+
+    @staticmethod
+    def _check_no_overlap(cur: _Cursor, tensors: list[ReaderTensor]) -> None:
+        # Empty tensors occupy no bytes, so they cannot overlap anything.
+        previous = None
+        for t in sorted((t for t in tensors if t.n_bytes), key=lambda t: t.data_offset):
+            if previous is not None and t.data_offset < previous.data_offset + previous.n_bytes:
+                raise cur.error(f"tensor {_show(t.name)} data at {t.data_offset} overlaps tensor "
+                                f"{_show(previous.name)} [{previous.data_offset}, "
+                                f"{previous.data_offset + previous.n_bytes})")
+            previous = t
+
+
+def tensor_view(raw: np.ndarray, ggml_type: GGMLType, shape: tuple[int, ...]) -> np.ndarray:
+    """Shape raw tensor bytes as numpy sees them: dims reversed (ne0 last).
+
+    Plain-number types get their dtype; block-quantized types stay uint8 with each row's bytes last,
+    i.e. shape (..., ne1, row_bytes).
+    """
+    numpy_shape = tuple(reversed(shape))
+    dtype = TENSOR_DTYPES.get(ggml_type)
+    if dtype is not None:
+        return raw.view(dtype).reshape(numpy_shape)
+    block, block_bytes = GGML_BLOCK_SIZES[ggml_type]
+    row_length = shape[0] if shape else 1
+    return raw.reshape(numpy_shape[:-1] + (row_length // block * block_bytes,))
