@@ -69,12 +69,14 @@ static float signed_absmax(const float *x, int n) {
     return max;
 }
 
+/* The largest magnitude. */
 static float absmax(const float *x, int n) {
     float amax = 0.0f;
     for (int j = 0; j < n; j++) amax = fmaxf(amax, fabsf(x[j]));
     return amax;
 }
 
+/* Smallest and largest element. */
 static void min_max(const float *x, int n, float *mn, float *mx) {
     *mn = FLT_MAX;
     *mx = -FLT_MAX;
@@ -287,14 +289,8 @@ void dequantize_row_q8_K(const void *restrict vx, float *restrict y, int64_t k) 
 void quantize_row_q8_K_ref(const float *restrict x, void *restrict vy, int64_t k) {
     block_q8_K *y = vy;
     for (int64_t i = 0; i < k / QK_K; i++, x += QK_K) {
-        float amax = 0.0f, max = 0.0f;
-        for (int j = 0; j < QK_K; j++) {
-            if (fabsf(x[j]) > amax) {
-                amax = fabsf(x[j]);
-                max = x[j];
-            }
-        }
-        if (amax == 0.0f) {
+        const float max = signed_absmax(x, QK_K);
+        if (max == 0.0f) {
             /* ggml leaves bsums unwritten here; zeros keep the block well defined */
             memset(&y[i], 0, sizeof(y[i]));
             continue;
