@@ -13,6 +13,8 @@
 #ifndef HWCAP_ASIMDDP
 #define HWCAP_ASIMDDP (1 << 20)
 #endif
+#elif defined(__APPLE__)
+#include <sys/sysctl.h>
 #endif
 #endif
 
@@ -66,6 +68,10 @@ static void detect(void) {
     cpu.neon = 1;
 #if defined(__linux__)
     cpu.dotprod = (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#elif defined(__APPLE__)
+    int has = 0;
+    size_t len = sizeof(has);
+    cpu.dotprod = sysctlbyname("hw.optional.arm.FEAT_DotProd", &has, &len, NULL, 0) == 0 && has;
 #endif
 #endif
     detected = 1;

@@ -13,6 +13,9 @@
 /* A group whose largest magnitude is below this is treated as all zeros. */
 #define GROUP_MAX_EPS 1e-15f
 
+/* The largest sub-block the scale searches see (q4_K/q5_K: 32; q2_K, q3_K, q6_K: 16). */
+#define MAX_GROUP 32
+
 static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 /* Round to nearest, ties to even, by adding 1.5 * 2^23 (valid for |x| < 2^22). Out of that range the
@@ -69,7 +72,7 @@ static float fit_symmetric(int n, int nmax, const float *x, int8_t *L) {
     symmetric_levels(n, nmax, x, -nmax / max, L, &sumlx, &suml2);
     float scale = suml2 ? sumlx / suml2 : 0.0f;
     float best = scale * sumlx;  /* the explained energy sumlx^2 / suml2 */
-    int8_t Laux[QK_K];
+    int8_t Laux[MAX_GROUP];
     for (int is = -9; is <= 9; is++) {
         if (is == 0) continue;
         float iscale = -(nmax + 0.1f * is) / max;
@@ -166,7 +169,7 @@ static float fit_scale_min(int n, int nmax, const float *x, const float *w, uint
     for (int i = 0; i < n; i++) L[i] = (uint8_t)clampi(nearest_int(iscale * (x[i] - min)), 0, nmax);
     float best_error = scale_min_error(n, x, w, L, scale, min, use_mad);
 
-    uint8_t Laux[32];
+    uint8_t Laux[MAX_GROUP];
     for (int is = 0; is <= nstep; is++) {
         iscale = (rmin + rdelta * is + nmax) / (max - min);
         float sum_l = 0, sum_l2 = 0, sum_xl = 0;

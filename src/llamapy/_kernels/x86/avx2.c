@@ -1,4 +1,9 @@
-/* AVX2 + FMA + F16C kernels: same contract as the scalar twins in ref/dot.c. */
+/* AVX2 + FMA + F16C kernels: same contract as the scalar twins in ref/dot.c.
+ *
+ * Integer dots use maddubs (u8 x s8 -> pairs summed to i16) then madd (i16 pairs -> i32). Weights
+ * are kept unsigned where their format allows (q4_0 is nibble - 8: the -8 is folded in as -8*sum(y)),
+ * otherwise the sign trick |x| * (y with x's sign) makes a signed x usable as maddubs' unsigned side.
+ * Float accumulators are reduced once per row. */
 #include "../include/kernels.h"
 
 #if defined(__x86_64__)
@@ -6,8 +11,683 @@
 LLP_TARGET("avx2,fma,f16c,bmi2")
 #include <immintrin.h>
 
+/* ---------------------------------------------------------------- helpers */
+
+static inline float hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline int hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+    return _mm_cvtsi128_si32(s);
+}
+
+static inline float fp16_to_f32(llp_fp16 h) { return _cvtsh_ss(h); }
+
+static inline uint32_t load_u32(const void *p) { uint32_t u; memcpy(&u, p, 4); return u; }
+
+static inline __m256i loadu256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+
+/* 16 bytes of packed nibbles (q4_0 layout) -> 32 bytes in element order: low nibbles in the low lane,
+ * high nibbles in the high lane. Broadcast + per-lane shift avoids a cross-lane insert. */
+static inline __m256i nibbles_16(const uint8_t *p) {
+    const __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_and_si256(_mm256_srlv_epi64(b, _mm256_set_epi64x(4, 4, 0, 0)), _mm256_set1_epi8(0x0F));
+}
+
+/* 32 bits -> 32 bytes: byte j is 0xFF where bit j is set (the 5th bits of q5_0/q5_1) */
+static inline __m256i bits_to_bytes(uint32_t bits) {
+    const __m256i spread = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    const __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits), spread);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+}
+
+/* Moves bit `from` of every byte to bit `to`, clearing the rest. 16-bit shifts are fine: the moved bit
+ * never crosses a byte boundary. */
+static inline __m256i move_bit(__m256i v, int from, int to) {
+    v = from > to ? _mm256_srli_epi16(v, from - to) : _mm256_slli_epi16(v, to - from);
+    return _mm256_and_si256(v, _mm256_set1_epi8((char)(1 << to)));
+}
+
+/* sum of u8 x s8 products, as 8 partial i32 sums */
+static inline __m256i dot_u8s8(__m256i u, __m256i s) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+/* sum of s8 x s8 products (x never -128): the sign trick moves x's sign onto y */
+static inline __m256i dot_s8s8(__m256i x, __m256i y) {
+    return dot_u8s8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+}
+
+/* i16 pshufb control repeating 16-bit element a of the low lane and element b of the high lane */
+static inline __m256i rep16(int a, int b) {
+    return _mm256_set_m128i(_mm_set1_epi16((short)(0x0100 + 0x0202 * b)), _mm_set1_epi16((short)(0x0100 + 0x0202 * a)));
+}
+
+/* Four fp16 values -> [f(a), f(b), f(c), f(d)] with one conversion */
+static inline __m128 fp16x4(uint16_t a, uint16_t b, uint16_t c, uint16_t d) {
+    const uint64_t u = a | (uint32_t)b << 16 | (uint64_t)c << 32 | (uint64_t)d << 48;
+    return _mm_cvtph_ps(_mm_cvtsi64_si128((long long)u));
+}
+
+/* The fp16 values at p + k*stride, k = 0..7 -> 8 floats. Load k starts 2k bytes early so its value lands
+ * in word k, where a blend picks it: all loads stay inside the 8 blocks when the fp16 leads its block. */
+static inline __m256 fp16_gather8(const void *p, int stride) {
+    const uint8_t *b = p;
+    __m128i v = _mm_loadu_si128((const __m128i *)b);
+#define PICK(k) v = _mm_blend_epi16(v, _mm_loadu_si128((const __m128i *)(b + (k) * (stride - 2))), 1 << (k))
+    PICK(1); PICK(2); PICK(3); PICK(4); PICK(5); PICK(6); PICK(7);
+#undef PICK
+    return _mm256_cvtph_ps(v);
+}
+
+/* ---------------------------------------------------------------- 32-element blocks against q8_0/q8_1 */
+
+/* i32 partial sums of one block's integer dot, per weight format */
+static inline __m256i idot_q4_0(const block_q4_0 *x, const block_q8_0 *y) {
+    const __m256i q = loadu256(y->qs);
+    /* nibble*y - 8*y, both in i16 before widening */
+    const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(nibbles_16(x->qs), q),
+                                       _mm256_maddubs_epi16(_mm256_set1_epi8(8), q));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+static inline __m256i idot_q5_0(const block_q5_0 *x, const block_q8_0 *y) {
+    const __m256i q = loadu256(y->qs);
+    const __m256i hi = _mm256_and_si256(bits_to_bytes(load_u32(x->qh)), _mm256_set1_epi8(0x10));
+    const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(_mm256_or_si256(nibbles_16(x->qs), hi), q),
+                                       _mm256_maddubs_epi16(_mm256_set1_epi8(16), q));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+static inline __m256i idot_q8_0(const block_q8_0 *x, const block_q8_0 *y) {
+    return dot_s8s8(loadu256(x->qs), loadu256(y->qs));
+}
+
+static inline __m256i idot_iq4_nl(const block_iq4_nl *x, const block_q8_0 *y) {
+    const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)llp_iq4nl_values));
+    return dot_s8s8(_mm256_shuffle_epi8(table, nibbles_16(x->qs)), loadu256(y->qs));
+}
+
+/* sum over blocks of dx*dy * idot. Groups of 8 blocks get their 8 scales in one vector conversion,
+ * spilled so each block broadcasts its own with a plain load. */
+#define DOT_Q8_0_BODY(blk, idot)                                                              \
+    const blk *x = vx;                                                                        \
+    const block_q8_0 *y = vy;                                                                 \
+    const int nb = n / QK8_0;                                                                 \
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                            \
+    float d[8];                                                                               \
+    int i = 0;                                                                                \
+    for (; i + 8 <= nb; i += 8) {                                                             \
+        _mm256_storeu_ps(d, _mm256_mul_ps(fp16_gather8(&x[i].d, sizeof(blk)),                 \
+                                          fp16_gather8(&y[i].d, sizeof(block_q8_0))));        \
+        for (int k = 0; k < 8; k += 2) {                                                      \
+            acc0 = _mm256_fmadd_ps(_mm256_broadcast_ss(&d[k]), _mm256_cvtepi32_ps(idot(&x[i + k], &y[i + k])), acc0); \
+            acc1 = _mm256_fmadd_ps(_mm256_broadcast_ss(&d[k + 1]),                            \
+                                   _mm256_cvtepi32_ps(idot(&x[i + k + 1], &y[i + k + 1])), acc1); \
+        }                                                                                     \
+    }                                                                                         \
+    for (; i < nb; i++) {                                                                     \
+        const __m256 di = _mm256_set1_ps(fp16_to_f32(x[i].d) * fp16_to_f32(y[i].d));          \
+        acc0 = _mm256_fmadd_ps(di, _mm256_cvtepi32_ps(idot(&x[i], &y[i])), acc0);             \
+    }                                                                                         \
+    *s = hsum_ps(_mm256_add_ps(acc0, acc1));
+
+/* q4_0 . q8_0: sum of dx*dy * sum((nibble - 8) * q) */
+static void vec_dot_q4_0_q8_0(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    DOT_Q8_0_BODY(block_q4_0, idot_q4_0)
+}
+
+/* q5_0 . q8_0: sum of dx*dy * sum((nibble | bit << 4) - 16) * q) */
+static void vec_dot_q5_0_q8_0(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    DOT_Q8_0_BODY(block_q5_0, idot_q5_0)
+}
+
+/* q8_0 . q8_0: sum of dx*dy * sum(qx * qy) */
+static void vec_dot_q8_0_q8_0(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    DOT_Q8_0_BODY(block_q8_0, idot_q8_0)
+}
+
+/* iq4_nl . q8_0: sum of dx*dy * sum(table[index] * q), the table looked up with pshufb */
+static void vec_dot_iq4_nl_q8_0(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    DOT_Q8_0_BODY(block_iq4_nl, idot_iq4_nl)
+}
+
+/* x's (d, m) and y's (d, s) -> [dx*dy, mx*sy, ., .] in one fp16 conversion */
+static inline __m128 scale_min(const void *xdm, const void *yds) {
+    const uint32_t a = load_u32(xdm), b = load_u32(yds);
+    __m128 f = fp16x4((uint16_t)a, (uint16_t)(a >> 16), (uint16_t)b, (uint16_t)(b >> 16));
+    return _mm_mul_ps(f, _mm_movehl_ps(f, f));
+}
+
+static inline __m256i idot_q4_1(const block_q4_1 *x, const block_q8_1 *y) {
+    return dot_u8s8(nibbles_16(x->qs), loadu256(y->qs));
+}
+
+static inline __m256i idot_q5_1(const block_q5_1 *x, const block_q8_1 *y) {
+    const __m256i hi = _mm256_and_si256(bits_to_bytes(load_u32(x->qh)), _mm256_set1_epi8(0x10));
+    return dot_u8s8(_mm256_or_si256(nibbles_16(x->qs), hi), loadu256(y->qs));
+}
+
+/* w = d*q + m against y = dy*qy: dx*dy*sum(q*qy) + m*sy, with sy = dy*sum(qy) stored in q8_1.
+ * Lane 1 of `mins` collects the m*sy terms. */
+#define DOT_Q8_1_BODY(blk, idot)                                                              \
+    const blk *x = vx;                                                                        \
+    const block_q8_1 *y = vy;                                                                 \
+    const int nb = n / QK8_1;                                                                 \
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                            \
+    __m128 mins = _mm_setzero_ps();                                                           \
+    int i = 0;                                                                                \
+    for (; i + 1 < nb; i += 2) {                                                              \
+        const __m128 f0 = scale_min(&x[i].d, &y[i].d), f1 = scale_min(&x[i + 1].d, &y[i + 1].d); \
+        acc0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(f0), _mm256_cvtepi32_ps(idot(&x[i], &y[i])), acc0); \
+        acc1 = _mm256_fmadd_ps(_mm256_broadcastss_ps(f1), _mm256_cvtepi32_ps(idot(&x[i + 1], &y[i + 1])), acc1); \
+        mins = _mm_add_ps(mins, _mm_add_ps(f0, f1));                                          \
+    }                                                                                         \
+    if (i < nb) {                                                                             \
+        const __m128 f = scale_min(&x[i].d, &y[i].d);                                         \
+        acc0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(f), _mm256_cvtepi32_ps(idot(&x[i], &y[i])), acc0); \
+        mins = _mm_add_ps(mins, f);                                                           \
+    }                                                                                         \
+    *s = hsum_ps(_mm256_add_ps(acc0, acc1)) + _mm_cvtss_f32(_mm_movehdup_ps(mins));
+
+/* q4_1 . q8_1: sum of dx*dy * sum(nibble * q) + m*s */
+static void vec_dot_q4_1_q8_1(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    DOT_Q8_1_BODY(block_q4_1, idot_q4_1)
+}
+
+/* q5_1 . q8_1: sum of dx*dy * sum((nibble | bit << 4) * q) + m*s */
+static void vec_dot_q5_1_q8_1(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    DOT_Q8_1_BODY(block_q5_1, idot_q5_1)
+}
+
+/* ---------------------------------------------------------------- K-quants against q8_K */
+
+/* The 12 scale bytes of q4_K/q5_K -> 8 six-bit scales (bytes 0-7) and 8 six-bit mins (bytes 8-15).
+ * Scales/mins 0-3 are the low 6 bits of bytes 0-3/4-7; 4-7 take 4 bits from bytes 8-11 (low/high
+ * nibble) and their top 2 bits from the spare top bits of bytes 0-3/4-7. */
+static inline __m128i k4_scales_mins(const uint8_t *p) {
+    uint32_t w[3];
+    memcpy(w, p, 12);
+    const uint32_t sc_lo = w[0] & 0x3f3f3f3f, m_lo = w[1] & 0x3f3f3f3f;
+    const uint32_t sc_hi = (w[2] & 0x0f0f0f0f) | ((w[0] >> 6) & 0x03030303) << 4;
+    const uint32_t m_hi = ((w[2] >> 4) & 0x0f0f0f0f) | ((w[1] >> 6) & 0x03030303) << 4;
+    return _mm_set_epi32((int)m_hi, (int)m_lo, (int)sc_hi, (int)sc_lo);
+}
+
+/* sum_j min_j * (y sum of sub-block j of 32) for the 8 mins in bytes 8-15 of sm, as 8 i32 */
+static inline __m256i k4_min_dot(__m128i sm, const int16_t *bsums) {
+    const __m128i dup = _mm_shuffle_epi8(sm, _mm_set_epi8(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8));
+    return _mm256_madd_epi16(_mm256_cvtepu8_epi16(dup), loadu256(bsums));
+}
+
+/* q4_K . q8_K: per super-block dy * (d * sum_j sc_j*sum(q*qy) - dmin * sum_j m_j*sum(qy)), 8 sub-blocks of 32 */
+static void vec_dot_q4_K_q8_K(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    const block_q4_K *x = vx;
+    const block_q8_K *y = vy;
+    const int nb = n / QK_K;
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        const __m128 f = _mm_mul_ps(fp16x4(x[i].d, x[i].dmin, 0, 0), _mm_set1_ps(y[i].d));
+        const __m128i sm = k4_scales_mins(x[i].scales);
+        const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
+        accm = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(f)),
+                               _mm256_cvtepi32_ps(k4_min_dot(sm, y[i].bsums)), accm);
+        __m256i sum0 = _mm256_setzero_si256(), sum1 = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++) {
+            const __m256i q = loadu256(x[i].qs + 32 * j);
+            const __m256i p0 = _mm256_maddubs_epi16(_mm256_and_si256(q, low4), loadu256(y[i].qs + 64 * j));
+            const __m256i p1 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 4), low4),
+                                                    loadu256(y[i].qs + 64 * j + 32));
+            sum0 = _mm256_add_epi32(sum0, _mm256_madd_epi16(p0, _mm256_shuffle_epi8(sc, rep16(2 * j, 2 * j))));
+            sum1 = _mm256_add_epi32(sum1, _mm256_madd_epi16(p1, _mm256_shuffle_epi8(sc, rep16(2 * j + 1, 2 * j + 1))));
+        }
+        acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(f), _mm256_cvtepi32_ps(_mm256_add_epi32(sum0, sum1)), acc);
+    }
+    *s = hsum_ps(_mm256_sub_ps(acc, accm));
+}
+
+/* q5_K . q8_K: q4_K with a 5th bit per element from qh (bit 2j for sub-block 2j, 2j+1 for 2j+1) */
+static void vec_dot_q5_K_q8_K(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    const block_q5_K *x = vx;
+    const block_q8_K *y = vy;
+    const int nb = n / QK_K;
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        const __m128 f = _mm_mul_ps(fp16x4(x[i].d, x[i].dmin, 0, 0), _mm_set1_ps(y[i].d));
+        const __m128i sm = k4_scales_mins(x[i].scales);
+        const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
+        accm = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(f)),
+                               _mm256_cvtepi32_ps(k4_min_dot(sm, y[i].bsums)), accm);
+        const __m256i qh = loadu256(x[i].qh);
+        __m256i sum0 = _mm256_setzero_si256(), sum1 = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++) {
+            const __m256i q = loadu256(x[i].qs + 32 * j);
+            const __m256i q0 = _mm256_or_si256(_mm256_and_si256(q, low4), move_bit(qh, 2 * j, 4));
+            const __m256i q1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), low4), move_bit(qh, 2 * j + 1, 4));
+            const __m256i p0 = _mm256_maddubs_epi16(q0, loadu256(y[i].qs + 64 * j));
+            const __m256i p1 = _mm256_maddubs_epi16(q1, loadu256(y[i].qs + 64 * j + 32));
+            sum0 = _mm256_add_epi32(sum0, _mm256_madd_epi16(p0, _mm256_shuffle_epi8(sc, rep16(2 * j, 2 * j))));
+            sum1 = _mm256_add_epi32(sum1, _mm256_madd_epi16(p1, _mm256_shuffle_epi8(sc, rep16(2 * j + 1, 2 * j + 1))));
+        }
+        acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(f), _mm256_cvtepi32_ps(_mm256_add_epi32(sum0, sum1)), acc);
+    }
+    *s = hsum_ps(_mm256_sub_ps(acc, accm));
+}
+
+/* q6_K . q8_K: per super-block d*dy * sum_g sc_g * sum((q - 32) * qy) over 16 groups of 16; the -32 is
+ * folded in as -32 * sum_g sc_g * bsum_g so the 6-bit q stays unsigned for maddubs */
+static void vec_dot_q6_K_q8_K(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    const block_q6_K *x = vx;
+    const block_q8_K *y = vy;
+    const int nb = n / QK_K;
+    const __m256i low4 = _mm256_set1_epi8(0x0F), bits45 = _mm256_set1_epi8(0x30);
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
+        __m256i sum = _mm256_slli_epi32(_mm256_madd_epi16(loadu256(y[i].bsums), sc16), 5);
+        sum = _mm256_sub_epi32(_mm256_setzero_si256(), sum);
+        for (int h = 0; h < 2; h++) {
+            /* both lanes hold the 8 scales of this half; vector k uses 2k (low lane) and 2k+1 (high lane) */
+            const __m256i sc = h ? _mm256_permute4x64_epi64(sc16, 0xEE) : _mm256_permute4x64_epi64(sc16, 0x44);
+            const uint8_t *ql = x[i].ql + 64 * h;
+            const int8_t *qy = y[i].qs + 128 * h;
+            const __m256i l0 = loadu256(ql), l1 = loadu256(ql + 32), qh = loadu256(x[i].qh + 32 * h);
+            const __m256i q0 = _mm256_or_si256(_mm256_and_si256(l0, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), bits45));
+            const __m256i q1 = _mm256_or_si256(_mm256_and_si256(l1, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), bits45));
+            const __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4), _mm256_and_si256(qh, bits45));
+            const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4),
+                                               _mm256_and_si256(_mm256_srli_epi16(qh, 2), bits45));
+            const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(q0, loadu256(qy)), _mm256_shuffle_epi8(sc, rep16(0, 1)));
+            const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(q1, loadu256(qy + 32)), _mm256_shuffle_epi8(sc, rep16(2, 3)));
+            const __m256i p2 = _mm256_madd_epi16(_mm256_maddubs_epi16(q2, loadu256(qy + 64)), _mm256_shuffle_epi8(sc, rep16(4, 5)));
+            const __m256i p3 = _mm256_madd_epi16(_mm256_maddubs_epi16(q3, loadu256(qy + 96)), _mm256_shuffle_epi8(sc, rep16(6, 7)));
+            sum = _mm256_add_epi32(sum, _mm256_add_epi32(_mm256_add_epi32(p0, p1), _mm256_add_epi32(p2, p3)));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_f32(x[i].d) * y[i].d), _mm256_cvtepi32_ps(sum), acc);
+    }
+    *s = hsum_ps(acc);
+}
+
+/* q2_K . q8_K: per super-block dy * (d * sum_g sc_g*sum(q*qy) - dmin * sum_g m_g*bsum_g), 16 groups of 16,
+ * 4-bit scale (low nibble) and min (high nibble) per group */
+static void vec_dot_q2_K_q8_K(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    const block_q2_K *x = vx;
+    const block_q8_K *y = vy;
+    const int nb = n / QK_K;
+    const __m128i low4 = _mm_set1_epi8(0x0F);
+    const __m256i low2 = _mm256_set1_epi8(3);
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        const __m128 f = _mm_mul_ps(fp16x4(x[i].d, x[i].dmin, 0, 0), _mm_set1_ps(y[i].d));
+        const __m128i packed = _mm_loadu_si128((const __m128i *)x[i].scales);
+        const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(packed, low4));
+        const __m256i m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), low4));
+        accm = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(f)),
+                               _mm256_cvtepi32_ps(_mm256_madd_epi16(loadu256(y[i].bsums), m16)), accm);
+        __m256i sum = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const __m256i sc = h ? _mm256_permute4x64_epi64(sc16, 0xEE) : _mm256_permute4x64_epi64(sc16, 0x44);
+            const __m256i q = loadu256(x[i].qs + 32 * h);
+            const int8_t *qy = y[i].qs + 128 * h;
+            for (int k = 0; k < 4; k++) {
+                const __m256i qk = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), low2);
+                const __m256i p = _mm256_maddubs_epi16(qk, loadu256(qy + 32 * k));
+                sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sc, rep16(2 * k, 2 * k + 1))));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(f), _mm256_cvtepi32_ps(sum), acc);
+    }
+    *s = hsum_ps(_mm256_sub_ps(acc, accm));
+}
+
+/* The 12 scale bytes of q3_K -> 16 six-bit scales as bytes: low 4 bits from the nibbles of bytes 0-7
+ * (scales 0-7 low nibbles, 8-15 high nibbles), top 2 bits from bytes 8-11, 2 bits per scale */
+static inline __m128i q3_K_scales(const uint8_t *p) {
+    uint32_t w[3];
+    memcpy(w, p, 12);
+    const uint32_t m2 = 0x03030303, m4 = 0x0f0f0f0f;
+    return _mm_set_epi32((int)(((w[1] >> 4) & m4) | ((w[2] >> 6) & m2) << 4),
+                         (int)(((w[0] >> 4) & m4) | ((w[2] >> 4) & m2) << 4),
+                         (int)((w[1] & m4) | ((w[2] >> 2) & m2) << 4),
+                         (int)((w[0] & m4) | (w[2] & m2) << 4));
+}
+
+/* q3_K . q8_K: per super-block d*dy * sum_g (sc_g - 32) * sum((q - 4) * qy), 16 groups of 16, where
+ * q = 2 low bits | high-mask bit << 2 is unsigned; the -4 is folded in as -4 * sum_g sc_g*bsum_g */
+static void vec_dot_q3_K_q8_K(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    const block_q3_K *x = vx;
+    const block_q8_K *y = vy;
+    const int nb = n / QK_K;
+    const __m256i low2 = _mm256_set1_epi8(3);
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_sub_epi8(q3_K_scales(x[i].scales), _mm_set1_epi8(32)));
+        __m256i sum = _mm256_slli_epi32(_mm256_madd_epi16(loadu256(y[i].bsums), sc16), 2);
+        sum = _mm256_sub_epi32(_mm256_setzero_si256(), sum);
+        const __m256i hm = loadu256(x[i].hmask);
+        for (int h = 0; h < 2; h++) {
+            const __m256i sc = h ? _mm256_permute4x64_epi64(sc16, 0xEE) : _mm256_permute4x64_epi64(sc16, 0x44);
+            const __m256i q = loadu256(x[i].qs + 32 * h);
+            const int8_t *qy = y[i].qs + 128 * h;
+            for (int k = 0; k < 4; k++) {
+                const __m256i qk = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * k), low2), move_bit(hm, 4 * h + k, 2));
+                const __m256i p = _mm256_maddubs_epi16(qk, loadu256(qy + 32 * k));
+                sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sc, rep16(2 * k, 2 * k + 1))));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_f32(x[i].d) * y[i].d), _mm256_cvtepi32_ps(sum), acc);
+    }
+    *s = hsum_ps(acc);
+}
+
+/* iq4_xs . q8_K: per super-block d*dy * sum_b (ls_b - 32) * sum(table[index] * qy), 8 sub-blocks of 32
+ * with 6-bit scales ls (4 low bits in scales_l, 2 high bits in scales_h) */
+static void vec_dot_iq4_xs_q8_K(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    const block_iq4_xs *x = vx;
+    const block_q8_K *y = vy;
+    const int nb = n / QK_K;
+    const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)llp_iq4nl_values));
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        const uint32_t sl = load_u32(x[i].scales_l), sh = x[i].scales_h;
+        __m256i sum = _mm256_setzero_si256();
+        for (int b = 0; b < QK_K / 32; b++) {
+            const int ls = (int)(((sl >> 4 * b) & 0xF) | ((sh >> 2 * b) & 3) << 4) - 32;
+            const __m256i v = _mm256_shuffle_epi8(table, nibbles_16(x[i].qs + 16 * b));
+            const __m256i y8 = loadu256(y[i].qs + 32 * b);
+            const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(v, v), _mm256_sign_epi8(y8, v));
+            sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, _mm256_set1_epi16((short)ls)));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_f32(x[i].d) * y[i].d), _mm256_cvtepi32_ps(sum), acc);
+    }
+    *s = hsum_ps(acc);
+}
+
+/* sum(qy) of a q8_K block, from its bsums, as 8 i32 */
+static inline __m256i q8_K_sum(const block_q8_K *y) {
+    return _mm256_madd_epi16(loadu256(y->bsums), _mm256_set1_epi16(1));
+}
+
+/* tq2_0 . q8_K: per super-block d*dy * sum((q - 1) * qy), q the 2-bit codes; -1 folded in via bsums */
+static void vec_dot_tq2_0_q8_K(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    const block_tq2_0 *x = vx;
+    const block_q8_K *y = vy;
+    const int nb = n / QK_K;
+    const __m256i low2 = _mm256_set1_epi8(3);
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        __m256i sum16 = _mm256_setzero_si256();   /* |q*qy| pairs <= 508, 8 of them fit in i16 */
+        for (int h = 0; h < 2; h++) {
+            const __m256i q = loadu256(x[i].qs + 32 * h);
+            for (int k = 0; k < 4; k++) {
+                const __m256i qk = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), low2);
+                sum16 = _mm256_add_epi16(sum16, _mm256_maddubs_epi16(qk, loadu256(y[i].qs + 128 * h + 32 * k)));
+            }
+        }
+        const __m256i sum = _mm256_sub_epi32(_mm256_madd_epi16(sum16, _mm256_set1_epi16(1)), q8_K_sum(&y[i]));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_f32(x[i].d) * y[i].d), _mm256_cvtepi32_ps(sum), acc);
+    }
+    *s = hsum_ps(acc);
+}
+
+/* 32 bytes holding base-3 digits -> the digit each byte's scaled value carries: byte b times `mul`
+ * (per 16-bit lane) mod 256 is the fixed-point fraction q/256, the digit is (3*q) >> 8. Bytes are
+ * handled in the high half of 16-bit lanes so the products stay mod 256 without masking. */
+static inline __m256i tq1_digits(__m256i even_hi, __m256i odd_hi, __m256i mul) {
+    const __m256i three = _mm256_set1_epi16(3);
+    const __m256i de = _mm256_mulhi_epu16(_mm256_mullo_epi16(even_hi, mul), three);
+    const __m256i dd = _mm256_mulhi_epu16(_mm256_mullo_epi16(odd_hi, mul), three);
+    return _mm256_or_si256(de, _mm256_slli_epi16(dd, 8));
+}
+
+/* tq1_0 . q8_K: per super-block d*dy * sum((t - 1) * qy), t the ternary digits: qs[0..31] hold 5 digits
+ * each (elements 32n + m), qs[32..47] 5 each (160 + 16n + m), qh[0..3] 4 each (240 + 4n + j) */
+static void vec_dot_tq1_0_q8_K(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    const block_tq1_0 *x = vx;
+    const block_q8_K *y = vy;
+    const int nb = n / QK_K;
+    const __m256i hi_byte = _mm256_set1_epi16((short)0xFF00);
+    /* multipliers: digits n of qs[32..47] in the low lane, n+1 (or the 4 qh digits) in the high lane */
+    const __m256i mul01 = _mm256_set_m128i(_mm_set1_epi16(3), _mm_set1_epi16(1));
+    const __m256i mul23 = _mm256_set_m128i(_mm_set1_epi16(27), _mm_set1_epi16(9));
+    const __m256i mul4h = _mm256_set_m128i(_mm_set_epi16(27, 27, 9, 9, 3, 3, 1, 1), _mm_set1_epi16(81));
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        const int8_t *qy = y[i].qs;
+        __m256i sum16 = _mm256_setzero_si256();   /* |t*qy| pairs <= 508, 8 of them fit in i16 */
+        const __m256i a = loadu256(x[i].qs);
+        const __m256i ae = _mm256_slli_epi16(a, 8), ao = _mm256_and_si256(a, hi_byte);
+        static const short pow3[5] = {1, 3, 9, 27, 81};
+        for (int k = 0; k < 5; k++)
+            sum16 = _mm256_add_epi16(sum16, _mm256_maddubs_epi16(tq1_digits(ae, ao, _mm256_set1_epi16(pow3[k])),
+                                                                 loadu256(qy + 32 * k)));
+        const __m128i b = _mm_loadu_si128((const __m128i *)(x[i].qs + 32));
+        const __m256i bb = _mm256_broadcastsi128_si256(b);
+        const __m256i bh = _mm256_set_m128i(_mm_set1_epi32((int)load_u32(x[i].qh)), b);
+        const __m256i bbe = _mm256_slli_epi16(bb, 8), bbo = _mm256_and_si256(bb, hi_byte);
+        sum16 = _mm256_add_epi16(sum16, _mm256_maddubs_epi16(tq1_digits(bbe, bbo, mul01), loadu256(qy + 160)));
+        sum16 = _mm256_add_epi16(sum16, _mm256_maddubs_epi16(tq1_digits(bbe, bbo, mul23), loadu256(qy + 192)));
+        sum16 = _mm256_add_epi16(sum16, _mm256_maddubs_epi16(tq1_digits(_mm256_slli_epi16(bh, 8), _mm256_and_si256(bh, hi_byte), mul4h),
+                                                             loadu256(qy + 224)));
+        const __m256i sum = _mm256_sub_epi32(_mm256_madd_epi16(sum16, _mm256_set1_epi16(1)), q8_K_sum(&y[i]));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_f32(x[i].d) * y[i].d), _mm256_cvtepi32_ps(sum), acc);
+    }
+    *s = hsum_ps(acc);
+}
+
+/* ---------------------------------------------------------------- float rows */
+
+/* f32 . f32 */
+static void vec_dot_f32_f32(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    const float *x = vx, *y = vy;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
+    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; i++) sum += x[i] * y[i];
+    *s = sum;
+}
+
+static inline __m256 load_f16x8(const llp_fp16 *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+
+/* bf16 is the top half of an f32: widen and shift */
+static inline __m256 load_bf16x8(const llp_bf16 *p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+
+#define DOT_HALF_BODY(T, load8, to_f32)                                                          \
+    const T *x = vx, *y = vy;                                                                    \
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps(); \
+    int i = 0;                                                                                   \
+    for (; i + 32 <= n; i += 32) {                                                               \
+        a0 = _mm256_fmadd_ps(load8(x + i), load8(y + i), a0);                                    \
+        a1 = _mm256_fmadd_ps(load8(x + i + 8), load8(y + i + 8), a1);                            \
+        a2 = _mm256_fmadd_ps(load8(x + i + 16), load8(y + i + 16), a2);                          \
+        a3 = _mm256_fmadd_ps(load8(x + i + 24), load8(y + i + 24), a3);                          \
+    }                                                                                            \
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(load8(x + i), load8(y + i), a0);             \
+    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));            \
+    for (; i < n; i++) sum += to_f32(x[i]) * to_f32(y[i]);                                       \
+    *s = sum;
+
+/* f16 . f16, widened with F16C */
+static void vec_dot_f16_f16(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    DOT_HALF_BODY(llp_fp16, load_f16x8, fp16_to_f32)
+}
+
+/* bf16 . bf16 */
+static void vec_dot_bf16_bf16(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    DOT_HALF_BODY(llp_bf16, load_bf16x8, llp_bf16_to_f32)
+}
+
+/* ---------------------------------------------------------------- activation quantizers */
+
+static inline __m256 abs_ps(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
+
+static inline float hmax_ps(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+/* roundf (halves away from zero) exactly as the scalar reference: truncate, then step by one where the
+ * (exact) leftover fraction is at least one half; SIMD's own rounding would send halves to even */
+static inline __m256i roundf_epi32(__m256 v) {
+    const __m256i t = _mm256_cvttps_epi32(v);
+    const __m256 frac = _mm256_sub_ps(v, _mm256_cvtepi32_ps(t));
+    return _mm256_add_epi32(t, _mm256_cvttps_epi32(_mm256_add_ps(frac, frac)));
+}
+
+/* 4 x 8 i32 (each within i8 range) -> 32 i8 in order */
+static inline __m256i pack_i8(__m256i a, __m256i b, __m256i c, __m256i d) {
+    const __m256i v = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
+    return _mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* q8_0 and q8_1 share everything but the sum: d = amax/127 as fp16, q = roundf(x / d); returns d and sum(q) */
+static inline float quantize_block_q8(const float *x, int8_t *qs, llp_fp16 *d16, int *sum) {
+    __m256 v[4], amax = _mm256_setzero_ps();
+    for (int j = 0; j < 4; j++) {
+        v[j] = _mm256_loadu_ps(x + 8 * j);
+        amax = _mm256_max_ps(amax, abs_ps(v[j]));
+    }
+    const float d = hmax_ps(amax) / 127.0f;
+    const __m256 id = _mm256_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
+    __m256i q[4];
+    for (int j = 0; j < 4; j++) q[j] = roundf_epi32(_mm256_mul_ps(v[j], id));
+    _mm256_storeu_si256((__m256i *)qs, pack_i8(q[0], q[1], q[2], q[3]));
+    *d16 = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+    if (sum) *sum = hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+    return d;
+}
+
+/* f32 -> q8_0 */
+static void quantize_row_q8_0(const float *restrict x, void *restrict vy, int64_t k) {
+    block_q8_0 *y = vy;
+    for (int64_t i = 0; i < k / QK8_0; i++) quantize_block_q8(x + i * QK8_0, y[i].qs, &y[i].d, NULL);
+}
+
+/* f32 -> q8_1, s = d * sum(q) */
+static void quantize_row_q8_1(const float *restrict x, void *restrict vy, int64_t k) {
+    block_q8_1 *y = vy;
+    for (int64_t i = 0; i < k / QK8_1; i++) {
+        int sum;
+        const float d = quantize_block_q8(x + i * QK8_1, y[i].qs, &y[i].d, &sum);
+        y[i].s = _cvtss_sh((float)sum * d, _MM_FROUND_TO_NEAREST_INT);
+    }
+}
+
+/* sums of 16 consecutive i32 in a[0..7] (each group is two vectors) -> 4 group sums */
+static inline __m128i group16_sums(const __m256i *a) {
+    const __m256i h01 = _mm256_hadd_epi32(_mm256_add_epi32(a[0], a[1]), _mm256_add_epi32(a[2], a[3]));
+    const __m256i h23 = _mm256_hadd_epi32(_mm256_add_epi32(a[4], a[5]), _mm256_add_epi32(a[6], a[7]));
+    const __m256i h = _mm256_hadd_epi32(h01, h23);
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+/* f32 -> q8_K as the reference: scale from the signed value of largest magnitude (the first one),
+ * q = nearest-even(-127/max * x), d = 1/iscale, bsums per 16 */
+static void quantize_row_q8_K(const float *restrict x, void *restrict vy, int64_t k) {
+    block_q8_K *y = vy;
+    for (int64_t i = 0; i < k / QK_K; i++, x += QK_K) {
+        __m256 amaxv = _mm256_setzero_ps();
+        /* operand order: max_ps returns its second operand when one is NaN, so NaNs are skipped as in the reference */
+        for (int j = 0; j < QK_K; j += 8) amaxv = _mm256_max_ps(abs_ps(_mm256_loadu_ps(x + j)), amaxv);
+        const float amax = hmax_ps(amaxv);
+        if (amax == 0.0f) {
+            memset(&y[i], 0, sizeof(y[i]));
+            continue;
+        }
+        const __m256 target = _mm256_set1_ps(amax);
+        int j = 0;
+        unsigned hit = 0;
+        for (; j < QK_K; j += 8)
+            if ((hit = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(abs_ps(_mm256_loadu_ps(x + j)), target, _CMP_EQ_OQ)))) break;
+        const float iscale = -127.0f / x[j + __builtin_ctz(hit)];
+        const __m256 is = _mm256_set1_ps(iscale);
+        for (int g = 0; g < QK_K; g += 64) {
+            __m256i q[8];
+            for (int t = 0; t < 8; t++)
+                q[t] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + g + 8 * t), is),
+                                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+            _mm256_storeu_si256((__m256i *)(y[i].qs + g), pack_i8(q[0], q[1], q[2], q[3]));
+            _mm256_storeu_si256((__m256i *)(y[i].qs + g + 32), pack_i8(q[4], q[5], q[6], q[7]));
+            _mm_storel_epi64((__m128i *)(y[i].bsums + g / 16), _mm_packs_epi32(group16_sums(q), _mm_setzero_si128()));
+        }
+        y[i].d = 1.0f / iscale;
+    }
+}
+
+/* f32 -> f16 with F16C (round to nearest even) */
+static void quantize_row_f16(const float *restrict x, void *restrict vy, int64_t k) {
+    llp_fp16 *y = vy;
+    int64_t i = 0;
+    for (; i + 8 <= k; i += 8)
+        _mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < k; i++) y[i] = llp_f32_to_fp16(x[i]);
+}
+
+/* f32 -> bf16: round to nearest even on the dropped half; NaNs stay quiet NaNs */
+static void quantize_row_bf16(const float *restrict x, void *restrict vy, int64_t k) {
+    llp_bf16 *y = vy;
+    const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+    int64_t i = 0;
+    for (; i + 16 <= k; i += 16) {
+        __m256i r[2];
+        for (int h = 0; h < 2; h++) {
+            const __m256i u = _mm256_loadu_si256((const __m256i *)(x + i + 8 * h));
+            const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+            const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(odd, _mm256_set1_epi32(0x7fff))), 16);
+            const __m256i quiet = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(64));
+            const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, abs_mask), inf);
+            r[h] = _mm256_blendv_epi8(rounded, quiet, nan);
+        }
+        _mm256_storeu_si256((__m256i *)(y + i), _mm256_permute4x64_epi64(_mm256_packus_epi32(r[0], r[1]), 0xD8));
+    }
+    for (; i < k; i++) y[i] = llp_f32_to_bf16(x[i]);
+}
+
 void llp_register_avx2(llp_kernels *k) {
-    (void)k;
+#define SET(t, fn) (k->vec_dot[t] = fn, k->impl[t] = "avx2")
+    SET(LLP_F32, vec_dot_f32_f32);
+    SET(LLP_F16, vec_dot_f16_f16);
+    SET(LLP_BF16, vec_dot_bf16_bf16);
+    SET(LLP_Q4_0, vec_dot_q4_0_q8_0);
+    SET(LLP_Q4_1, vec_dot_q4_1_q8_1);
+    SET(LLP_Q5_0, vec_dot_q5_0_q8_0);
+    SET(LLP_Q5_1, vec_dot_q5_1_q8_1);
+    SET(LLP_Q8_0, vec_dot_q8_0_q8_0);
+    SET(LLP_Q2_K, vec_dot_q2_K_q8_K);
+    SET(LLP_Q3_K, vec_dot_q3_K_q8_K);
+    SET(LLP_Q4_K, vec_dot_q4_K_q8_K);
+    SET(LLP_Q5_K, vec_dot_q5_K_q8_K);
+    SET(LLP_Q6_K, vec_dot_q6_K_q8_K);
+    SET(LLP_IQ4_NL, vec_dot_iq4_nl_q8_0);
+    SET(LLP_IQ4_XS, vec_dot_iq4_xs_q8_K);
+    SET(LLP_TQ1_0, vec_dot_tq1_0_q8_K);
+    SET(LLP_TQ2_0, vec_dot_tq2_0_q8_K);
+#undef SET
+    k->from_float[LLP_Q8_0] = quantize_row_q8_0;
+    k->from_float[LLP_Q8_1] = quantize_row_q8_1;
+    k->from_float[LLP_Q8_K] = quantize_row_q8_K;
+    k->from_float[LLP_F16] = quantize_row_f16;
+    k->from_float[LLP_BF16] = quantize_row_bf16;
 }
 LLP_TARGET_END
 #else
