@@ -1,12 +1,14 @@
 /* AVX-512 (F/BW/VL/DQ) kernels and their VNNI twins: same contract as the scalar twins in ref/dot.c.
  *
- * The file includes itself: the shared part below is compiled once (plain AVX-512 target), the kernel
- * part at the end twice, once per flavour. The flavours differ only in the u8 x s8 dot macros
- * (vpmaddubsw + vpmaddwd, or vpdpbusd), so the plain table never executes a VNNI instruction.
+ * The file includes itself: the shared part is compiled once (plain AVX-512 target), the kernel part
+ * at the end twice, once per flavour. The flavours differ in the u8 x s8 dot macros (vpmaddubsw +
+ * vpmaddwd, or vpdpbusd) and in how K-quant sub-block scales are applied, so the plain table never
+ * executes a VNNI instruction.
  *
- * Written for Zen 4 as much as for Intel: Zen 4 runs a 512-bit op as two 256-bit halves, so packing two
- * 32-element blocks into one register only pays where it saves instructions. What AVX-512 brings here
- * is VNNI, vpermt2w (the fp16 scales of 8 blocks gathered at once), masks and ternary logic. */
+ * Tuned on Zen 4, which runs a 512-bit op as two 256-bit halves: packing two 32-element blocks (or 64
+ * K-quant elements) into one register costs more shuffles than it saves, so data goes 256 bits at a
+ * time (AVX-512VL). What AVX-512 brings is VNNI, masks (bit planes -> bytes) and ternary logic; without
+ * VNNI only q5_0, q5_1 and q6_K beat the AVX2 kernels, so the plain table keeps AVX2's for the rest. */
 #include "../include/kernels.h"
 
 #if !defined(__x86_64__)
@@ -31,6 +33,9 @@ INLINE float hsum256(__m256 v) {
     return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
 }
 
+/* vpternlog truth table of (a & c) | b */
+#define A_AND_C_OR_B 0xEC
+
 /* The 16 nibble bytes of a 32-element block (low nibbles first) as 32 values 0..15. */
 INLINE __m256i nibbles16(const uint8_t *p) {
     const __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p));
@@ -38,47 +43,33 @@ INLINE __m256i nibbles16(const uint8_t *p) {
 }
 
 /* 32 bits -> 32 bytes: 16 where the element's bit is set, else 0 (the 5th bits of q5_0 / q5_1). */
-INLINE __m256i bit16s(const uint8_t *qh) {
+INLINE __m256i bit4s(const uint8_t *qh) {
     uint32_t h;
     memcpy(&h, qh, 4);
     return _mm256_maskz_mov_epi8(_cvtu32_mask32(h), _mm256_set1_epi8(16));
 }
 
-/* Where the fp16 fields of 8 consecutive blocks lie: one or two 128-byte windows, each read as two
- * registers and picked from with one vpermt2w. Built once per row, for block sizes of 17..42 bytes. */
-typedef struct {
-    __m512i ia, ib;      /* word indices into window a (at the first field) and window b (at off_b) */
-    __mmask32 from_b;    /* result words taken from window b */
-    int off_b;
-} fp16_plan;
-
-/* `readable`: bytes from the first field to the end of the 8 blocks. */
-static inline fp16_plan fp16_plan_for(int stride, int readable) {
-    uint16_t ia[32] = {0}, ib[32] = {0};
-    fp16_plan g = {.from_b = 0, .off_b = (4 * stride < readable - 128 ? 4 * stride : readable - 128) & ~1};
-    for (int i = 0; i < 8; i++) {
-        if (i * stride + 2 <= 128) {
-            ia[i] = (uint16_t)(i * stride / 2);
-        } else {
-            ib[i] = (uint16_t)((i * stride - g.off_b) / 2);
-            g.from_b |= 1u << i;
-        }
-    }
-    g.ia = _mm512_loadu_si512(ia);
-    g.ib = _mm512_loadu_si512(ib);
-    return g;
+/* The fp16 at p, p + stride, p + 2 * stride, p + 3 * stride as 4 floats: packed into one integer, one
+ * conversion. (vpermt2w windows, vpgatherdd and vpinsrw chains all measured slower on Zen 4.) */
+INLINE __m128 fp16x4(const void *p, int stride) {
+    const char *c = p;
+    uint16_t h[4];
+    for (int i = 0; i < 4; i++) memcpy(&h[i], c + i * stride, 2);
+    const uint64_t lo = h[0] | (uint64_t)h[1] << 16 | (uint64_t)h[2] << 32 | (uint64_t)h[3] << 48;
+    return _mm_cvtph_ps(_mm_cvtsi64_si128((long long)lo));
 }
 
-INLINE __m256 fp16x8(const fp16_plan *g, const void *field) {
-    const char *p = field;
-    __m512i w = _mm512_permutex2var_epi16(_mm512_loadu_si512(p), g->ia, _mm512_loadu_si512(p + 64));
-    if (g->from_b) {
-        const char *q = p + g->off_b;
-        w = _mm512_mask_blend_epi16(g->from_b, w,
-                                    _mm512_permutex2var_epi16(_mm512_loadu_si512(q), g->ib, _mm512_loadu_si512(q + 64)));
-    }
-    return _mm256_cvtph_ps(_mm512_castsi512_si128(w));
+/* The two adjacent fp16 at p + i * stride (i < 4) as 8 floats, in that order. */
+INLINE __m256 fp16x2x4(const void *p, int stride) {
+    const char *c = p;
+    uint32_t w[4];
+    for (int i = 0; i < 4; i++) memcpy(&w[i], c + i * stride, 4);
+    const uint64_t lo = w[0] | (uint64_t)w[1] << 32, hi = w[2] | (uint64_t)w[3] << 32;
+    return _mm256_cvtph_ps(_mm_insert_epi64(_mm_cvtsi64_si128((long long)lo), (long long)hi, 1));
 }
+
+/* Element k of v in every element. */
+INLINE __m256 lane(__m256 v, int k) { return _mm256_permutexvar_ps(_mm256_set1_epi32(k), v); }
 
 /* ---- row drivers for 32-element blocks against q8_0 / q8_1 ---- */
 
@@ -86,21 +77,19 @@ INLINE __m256 fp16x8(const fp16_plan *g, const void *field) {
 typedef __m256i (*block_fn)(const void *x, const void *y);
 
 /* sum over blocks of dx*dy * block dot, for weight types whose fp16 d is their first field. The scales
- * of 8 blocks are gathered, multiplied and spilled at once; each block then broadcasts its own. */
+ * of 4 blocks are converted and multiplied at once; each block then takes its own lane. */
 INLINE float dot_rows_q8_0(int n, const void *vx, int xsize, const void *vy, block_fn dot) {
     const char *x = vx;
     const block_q8_0 *y = vy;
     const int nb = n / QK8_0;
-    const fp16_plan gx = fp16_plan_for(xsize, 8 * xsize), gy = fp16_plan_for(sizeof *y, 8 * sizeof *y);
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     int i = 0;
-    for (; i + 8 <= nb; i += 8) {
+    for (; i + 4 <= nb; i += 4) {
         const char *xi = x + (size_t)i * xsize;
-        float d[8];
-        _mm256_storeu_ps(d, _mm256_mul_ps(fp16x8(&gx, xi), fp16x8(&gy, &y[i].d)));
-        for (int k = 0; k < 8; k += 2) {
-            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(d[k]), _mm256_cvtepi32_ps(dot(xi + k * xsize, y + i + k)), acc0);
-            acc1 = _mm256_fmadd_ps(_mm256_set1_ps(d[k + 1]), _mm256_cvtepi32_ps(dot(xi + (k + 1) * xsize, y + i + k + 1)), acc1);
+        const __m256 d = _mm256_castps128_ps256(_mm_mul_ps(fp16x4(xi, xsize), fp16x4(&y[i].d, sizeof *y)));
+        for (int k = 0; k < 4; k += 2) {
+            acc0 = _mm256_fmadd_ps(lane(d, k), _mm256_cvtepi32_ps(dot(xi + k * xsize, y + i + k)), acc0);
+            acc1 = _mm256_fmadd_ps(lane(d, k + 1), _mm256_cvtepi32_ps(dot(xi + (k + 1) * xsize, y + i + k + 1)), acc1);
         }
     }
     for (; i < nb; i++) {
@@ -111,32 +100,176 @@ INLINE float dot_rows_q8_0(int n, const void *vx, int xsize, const void *vy, blo
     return hsum256(_mm256_add_ps(acc0, acc1));
 }
 
-/* The same plus m_x * s_y per block, for q4_1 / q5_1 (fp16 d then m) against q8_1. */
+/* The same plus m_x * s_y per block, for q4_1 / q5_1 (fp16 d, m first) against q8_1 (d, s first). The
+ * product of 4 blocks' (d, m) pairs with their (d, s) pairs holds dx*dy in even lanes, m*s in odd ones. */
 INLINE float dot_rows_q8_1(int n, const void *vx, int xsize, const void *vy, block_fn dot) {
     const char *x = vx;
     const block_q8_1 *y = vy;
     const int nb = n / QK8_1;
-    const fp16_plan gxd = fp16_plan_for(xsize, 8 * xsize), gxm = fp16_plan_for(xsize, 8 * xsize - 2);
-    const fp16_plan gyd = fp16_plan_for(sizeof *y, 8 * sizeof *y), gys = fp16_plan_for(sizeof *y, 8 * sizeof *y - 2);
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
-    float summ = 0.0f;
     int i = 0;
-    for (; i + 8 <= nb; i += 8) {
+    for (; i + 4 <= nb; i += 4) {
         const char *xi = x + (size_t)i * xsize;
-        float d[8];
-        _mm256_storeu_ps(d, _mm256_mul_ps(fp16x8(&gxd, xi), fp16x8(&gyd, &y[i].d)));
-        accm = _mm256_fmadd_ps(fp16x8(&gxm, xi + 2), fp16x8(&gys, &y[i].s), accm);
-        for (int k = 0; k < 8; k += 2) {
-            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(d[k]), _mm256_cvtepi32_ps(dot(xi + k * xsize, y + i + k)), acc0);
-            acc1 = _mm256_fmadd_ps(_mm256_set1_ps(d[k + 1]), _mm256_cvtepi32_ps(dot(xi + (k + 1) * xsize, y + i + k + 1)), acc1);
+        const __m256 dm = _mm256_mul_ps(fp16x2x4(xi, xsize), fp16x2x4(&y[i].d, sizeof *y));
+        accm = _mm256_add_ps(accm, dm);
+        for (int k = 0; k < 4; k += 2) {
+            acc0 = _mm256_fmadd_ps(lane(dm, 2 * k), _mm256_cvtepi32_ps(dot(xi + k * xsize, y + i + k)), acc0);
+            acc1 = _mm256_fmadd_ps(lane(dm, 2 * k + 2), _mm256_cvtepi32_ps(dot(xi + (k + 1) * xsize, y + i + k + 1)), acc1);
         }
     }
+    /* odd lanes of accm: the m * s terms */
+    float sum = hsum256(_mm256_maskz_mov_ps(0xaa, accm));
     for (; i < nb; i++) {
         const llp_fp16 *dm = (const llp_fp16 *)(x + (size_t)i * xsize);
-        summ += h2f(dm[1]) * h2f(y[i].s);
+        sum += h2f(dm[1]) * h2f(y[i].s);
         acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(dm[0]) * h2f(y[i].d)), _mm256_cvtepi32_ps(dot(dm, y + i)), acc0);
     }
-    return hsum256(_mm256_add_ps(acc0, acc1)) + hsum256(accm) + summ;
+    return hsum256(_mm256_add_ps(acc0, acc1)) + sum;
+}
+
+/* ---- K-quant helpers ---- */
+
+/* The 12 scale bytes of q4_K / q5_K -> 8 six-bit scales (bytes 0-7) and 8 six-bit mins (bytes 8-15):
+ * entries 0-3 are the low 6 bits of bytes 0-3 (scales) and 4-7 (mins); entries 4-7 take their low 4
+ * bits from the nibbles of bytes 8-11 and their top 2 bits from the spare top bits of bytes 0-7. */
+INLINE __m128i k4_scales_mins(const uint8_t *p) {
+    uint32_t w[3];
+    memcpy(w, p, 12);
+    const uint32_t m6 = 0x3f3f3f3f, m4 = 0x0f0f0f0f, m2 = 0x03030303;
+    return _mm_setr_epi32((int)(w[0] & m6), (int)((w[2] & m4) | ((w[0] >> 6) & m2) << 4),
+                          (int)(w[1] & m6), (int)(((w[2] >> 4) & m4) | ((w[1] >> 6) & m2) << 4));
+}
+
+/* sum_j min_j * (sum of y over sub-block j of 32) for the 8 mins in bytes 8-15 of sm, as 8 int32 */
+INLINE __m256i k4_min_dot(__m128i sm, const int16_t *bsums) {
+    return _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm)), load256(bsums));
+}
+
+/* The 12 scale bytes of q3_K -> its 16 six-bit scales: low 4 bits from the nibbles of bytes 0-7 (scales
+ * 0-7 low nibbles, 8-15 high), top 2 bits from bytes 8-11 (scale j: byte 8 + j % 4, bits 2 * (j / 4)). */
+INLINE __m128i q3_K_scales(const uint8_t *p) {
+    uint32_t w[3];
+    memcpy(w, p, 12);
+    const uint32_t m4 = 0x0f0f0f0f, m2 = 0x03030303;
+    return _mm_setr_epi32((int)((w[0] & m4) | (w[2] & m2) << 4), (int)((w[1] & m4) | ((w[2] >> 2) & m2) << 4),
+                          (int)(((w[0] >> 4) & m4) | ((w[2] >> 4) & m2) << 4),
+                          (int)(((w[1] >> 4) & m4) | ((w[2] >> 6) & m2) << 4));
+}
+
+/* vpshufb control: in each 128-bit lane, word a (low lane) / b (high lane) repeated. */
+INLINE __m256i rep8(int a, int b) {
+    return _mm256_setr_m128i(_mm_set1_epi16((short)(0x0100 + 0x0202 * a)), _mm_set1_epi16((short)(0x0100 + 0x0202 * b)));
+}
+
+/* vpshufb control: words a, a, a, a, c, c, c, c in the low lane; b x4, d x4 in the high lane. */
+INLINE __m256i rep4(int a, int b, int c, int d) {
+    const short wa = (short)(0x0100 + 0x0202 * a), wb = (short)(0x0100 + 0x0202 * b);
+    const short wc = (short)(0x0100 + 0x0202 * c), wd = (short)(0x0100 + 0x0202 * d);
+    return _mm256_setr_epi16(wa, wa, wa, wa, wc, wc, wc, wc, wb, wb, wb, wb, wd, wd, wd, wd);
+}
+
+/* ---- activation quantizers (bit-exact with the scalar references; no dot step, so compiled once) ---- */
+
+INLINE __m512 abs512(__m512 v) { return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7fffffff))); }
+
+/* roundf (halves away from zero) of |v| < 2^22: truncate, then add the truncation of twice the exact
+ * remainder, which is +-1 exactly when the remainder reaches one half. */
+INLINE __m512i roundf512(__m512 v) {
+    const __m512i t = _mm512_cvttps_epi32(v);
+    const __m512 rem = _mm512_sub_ps(v, _mm512_cvtepi32_ps(t));
+    return _mm512_add_epi32(t, _mm512_cvttps_epi32(_mm512_add_ps(rem, rem)));
+}
+
+/* Per-128-bit-lane reduction of 4 registers: lane k of the result holds, in every element, the max
+ * (is_max) or sum of all 16 elements of v[k]. One pass serves 4 blocks. */
+INLINE __m512 reduce4(const __m512 v[4], int is_max) {
+#define OP(a, b) (is_max ? _mm512_max_ps(a, b) : _mm512_add_ps(a, b))
+    const __m512 t0 = OP(_mm512_shuffle_f32x4(v[0], v[1], 0x44), _mm512_shuffle_f32x4(v[0], v[1], 0xee));
+    const __m512 t1 = OP(_mm512_shuffle_f32x4(v[2], v[3], 0x44), _mm512_shuffle_f32x4(v[2], v[3], 0xee));
+    __m512 u = OP(_mm512_shuffle_f32x4(t0, t1, 0x88), _mm512_shuffle_f32x4(t0, t1, 0xdd));
+    u = OP(u, _mm512_permute_ps(u, 0x4e));
+    return OP(u, _mm512_permute_ps(u, 0xb1));
+#undef OP
+}
+
+/* f32 -> q8_0 (sums = 0) or q8_1 (sums = 1), 4 blocks per pass: d = amax / 127, q = roundf(x / d) */
+INLINE void quantize_q8_x4(const float *x, void *vy, int64_t nb, int sums) {
+    const size_t bsize = sums ? sizeof(block_q8_1) : sizeof(block_q8_0), qoff = sums ? 4 : 2;
+    char *y = vy;
+    for (int64_t i = 0; i < nb; i += 4, x += 128, y += 4 * bsize) {
+        const int nblk = nb - i < 4 ? (int)(nb - i) : 4;
+        __m512 v[8], amax[4];
+        for (int j = 0; j < 8; j++) v[j] = j < 2 * nblk ? _mm512_loadu_ps(x + 16 * j) : _mm512_setzero_ps();
+        for (int k = 0; k < 4; k++) amax[k] = _mm512_max_ps(abs512(v[2 * k]), abs512(v[2 * k + 1]));
+        const __m512 d = _mm512_div_ps(reduce4(amax, 1), _mm512_set1_ps(127.0f));
+        const __mmask16 nz = _mm512_cmp_ps_mask(d, _mm512_setzero_ps(), _CMP_NEQ_OQ);
+        const __m512 id = _mm512_maskz_div_ps(nz, _mm512_set1_ps(1.0f), d);
+        uint16_t dh[16];
+        _mm256_storeu_si256((__m256i *)dh, _mm512_cvtps_ph(d, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        __m512 qsum[4];
+        for (int k = 0; k < nblk; k++) {
+            const __m512 idk = _mm512_shuffle_f32x4(id, id, 0x55 * k);
+            const __m512i q0 = roundf512(_mm512_mul_ps(v[2 * k], idk)), q1 = roundf512(_mm512_mul_ps(v[2 * k + 1], idk));
+            char *blk = y + k * bsize;
+            memcpy(blk, &dh[4 * k], 2);
+            _mm_storeu_si128((__m128i *)(blk + qoff), _mm512_cvtsepi32_epi8(q0));
+            _mm_storeu_si128((__m128i *)(blk + qoff + 16), _mm512_cvtsepi32_epi8(q1));
+            qsum[k] = _mm512_cvtepi32_ps(_mm512_add_epi32(q0, q1));
+        }
+        if (sums) {
+            /* s = d * sum(q): the quants are small integers, so the float sum is exact */
+            for (int k = nblk; k < 4; k++) qsum[k] = _mm512_setzero_ps();
+            uint16_t sh[16];
+            _mm256_storeu_si256((__m256i *)sh, _mm512_cvtps_ph(_mm512_mul_ps(reduce4(qsum, 0), d), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+            for (int k = 0; k < nblk; k++) memcpy(y + k * bsize + 2, &sh[4 * k], 2);
+        }
+    }
+}
+
+/* f32 -> q8_0 */
+static void quantize_row_q8_0_avx512(const float *restrict x, void *restrict y, int64_t k) { quantize_q8_x4(x, y, k / QK8_0, 0); }
+
+/* f32 -> q8_1, s = d * sum(q) */
+static void quantize_row_q8_1_avx512(const float *restrict x, void *restrict y, int64_t k) { quantize_q8_x4(x, y, k / QK8_1, 1); }
+
+/* f32 -> q8_K as the reference: iscale = -127 / (the first value of largest magnitude), q = nearest-even
+ * (iscale * x), d = 1 / iscale; bsums per 16 from the bytes (vpsadbw of q + 128 against 0, per 8). */
+static void quantize_row_q8_K_avx512(const float *restrict x, void *restrict vy, int64_t k) {
+    block_q8_K *y = vy;
+    for (int64_t i = 0; i < k / QK_K; i++, x += QK_K) {
+        __m512 amaxv = _mm512_setzero_ps();
+        /* max_ps returns its second operand when the first is NaN: NaNs are skipped, as in the reference */
+        for (int j = 0; j < QK_K; j += 16) amaxv = _mm512_max_ps(abs512(_mm512_loadu_ps(x + j)), amaxv);
+        const float amax = _mm512_reduce_max_ps(amaxv);
+        if (amax == 0.0f) {
+            memset(&y[i], 0, sizeof y[i]);
+            continue;
+        }
+        int j = 0;
+        __mmask16 hit = 0;
+        while (!(hit = _mm512_cmp_ps_mask(abs512(_mm512_loadu_ps(x + j)), _mm512_set1_ps(amax), _CMP_EQ_OQ))) j += 16;
+        const float iscale = -127.0f / x[j + __builtin_ctz(hit)];
+        const __m512 is = _mm512_set1_ps(iscale);
+        __m512i sad[4];
+        for (int g = 0; g < 4; g++) {
+            __m128i b[4];
+            for (int t = 0; t < 4; t++)
+                b[t] = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 64 * g + 16 * t), is)));
+            const __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_setr_m128i(b[0], b[1])), _mm256_setr_m128i(b[2], b[3]), 1);
+            _mm512_storeu_si512(y[i].qs + 64 * g, q);
+            sad[g] = _mm512_sad_epu8(_mm512_xor_si512(q, _mm512_set1_epi8((char)0x80)), _mm512_setzero_si512());
+        }
+        /* sad[g] holds 8 sums of 8 (each + 8 * 128); adjacent pairs make the 4 bsums of g */
+        const __m512i s01 = _mm512_add_epi64(_mm512_unpacklo_epi64(sad[0], sad[1]), _mm512_unpackhi_epi64(sad[0], sad[1]));
+        const __m512i s23 = _mm512_add_epi64(_mm512_unpacklo_epi64(sad[2], sad[3]), _mm512_unpackhi_epi64(sad[2], sad[3]));
+        /* 128-bit lane L of s01 holds group L of g = 0 and of g = 1: reorder to 0's four, then 1's */
+        const __m512i order = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
+        const __m128i b01 = _mm512_cvtepi64_epi16(_mm512_permutexvar_epi64(order, s01));
+        const __m128i b23 = _mm512_cvtepi64_epi16(_mm512_permutexvar_epi64(order, s23));
+        const __m256i bs = _mm256_sub_epi16(_mm256_setr_m128i(b01, b23), _mm256_set1_epi16(16 * 128));  /* the +128s */
+        _mm256_storeu_si256((__m256i *)y[i].bsums, bs);
+        y[i].d = 1.0f / iscale;
+    }
 }
 
 /* ---- the kernels, once per flavour ---- */
@@ -159,33 +292,113 @@ LLP_TARGET_END
 #else
 /* ================================================================ kernel part, once per flavour */
 
+/* UDOT256(u, s): sum of 4 adjacent u8 x s8 products per int32 lane (the plain flavour only meets u <= 63,
+ * so vpmaddubsw's int16 pair sums never saturate). UDOT256_OFF: the same for (u - off) x s.
+ * SCALED2(q0, y0, q1, y1, sc, a, b, c, d): int32 lanes summing to s[a] * (q0 . y0 over its first 16
+ * elements) + s[b] * (its last 16) + s[c] * (q1 . y1, first 16) + s[d] * (last 16), s being the int16
+ * words of sc (the same 8 in both 128-bit lanes). With VNNI the 4-product sums (|.| <= 4*63*128) are
+ * packed to int16 and scaled by one vpmaddwd; without, vpmaddwd scales the pair sums directly. */
 #if LLP_AVX512_FLAVOUR == 2
-/* Sum of 4 adjacent u8 x s8 products per int32 lane (u <= 63 everywhere below). */
 #define UDOT256(u, s) _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
-/* The same for (u - off) x s. */
 #define UDOT256_OFF(u, s, off) _mm256_sub_epi32(UDOT256(u, s), UDOT256(off, s))
+#define SCALED2(q0, y0, q1, y1, sc, a, b, c, d) \
+    _mm256_madd_epi16(_mm256_packs_epi32(UDOT256(q0, y0), UDOT256(q1, y1)), _mm256_shuffle_epi8(sc, rep4(a, b, c, d)))
 #else
 #define UDOT256(u, s) _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
 #define UDOT256_OFF(u, s, off) \
     _mm256_madd_epi16(_mm256_sub_epi16(_mm256_maddubs_epi16(u, s), _mm256_maddubs_epi16(off, s)), _mm256_set1_epi16(1))
+#define SCALED2(q0, y0, q1, y1, sc, a, b, c, d) \
+    _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(q0, y0), _mm256_shuffle_epi8(sc, rep8(a, b))), \
+                     _mm256_madd_epi16(_mm256_maddubs_epi16(q1, y1), _mm256_shuffle_epi8(sc, rep8(c, d))))
 #endif
+
+/* ---- both flavours ---- */
+
+/* 32-element blocks: one block's integer dot */
+
+INLINE __m256i K(block_q5_0)(const void *vx, const void *vy) {
+    const block_q5_0 *x = vx;
+    const __m256i q = _mm256_or_si256(nibbles16(x->qs), bit4s(x->qh));
+    return UDOT256_OFF(q, load256(((const block_q8_0 *)vy)->qs), _mm256_set1_epi8(16));
+}
+
+INLINE __m256i K(block_q5_1)(const void *vx, const void *vy) {
+    const block_q5_1 *x = vx;
+    return UDOT256(_mm256_or_si256(nibbles16(x->qs), bit4s(x->qh)), load256(((const block_q8_1 *)vy)->qs));
+}
+
+/* q5_0 . q8_0: dx*dy * sum(((nibble | bit << 4) - 16) * q) per block */
+static void K(vec_dot_q5_0_q8_0)(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    *s = dot_rows_q8_0(n, vx, sizeof(block_q5_0), vy, K(block_q5_0));
+}
+
+/* q5_1 . q8_1: dx*dy * sum((nibble | bit << 4) * q) + m * s per block */
+static void K(vec_dot_q5_1_q8_1)(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    *s = dot_rows_q8_1(n, vx, sizeof(block_q5_1), vy, K(block_q5_1));
+}
+
+/* ---- K-quants against q8_K ---- */
+
+/* q6_K . q8_K: d*dy * sum_g sc_g * ((q . y)_g - 32 * ysum_g), 16 groups of 16, q = 4 low bits | 2 high << 4 */
+static void K(vec_dot_q6_K_q8_K)(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    const block_q6_K *x = vx;
+    const block_q8_K *y = vy;
+    const __m256i low4 = _mm256_set1_epi8(0x0f), bits45 = _mm256_set1_epi8(0x30);
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < n / QK_K; i++) {
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
+        __m256i sum = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(load256(y[i].bsums), sc16), 5));
+        for (int h = 0; h < 2; h++) {
+            /* both lanes: the 8 scales of this half */
+            const __m256i sc = _mm256_permute4x64_epi64(sc16, h ? 0xEE : 0x44);
+            const __m256i l0 = load256(x[i].ql + 64 * h), l1 = load256(x[i].ql + 64 * h + 32), qh = load256(x[i].qh + 32 * h);
+            /* element groups of 32: low nibbles of l0, l1 with qh bits 0-1, 2-3; high nibbles with bits 4-5, 6-7 */
+            const __m256i q0 = _mm256_ternarylogic_epi32(l0, _mm256_and_si256(_mm256_slli_epi16(qh, 4), bits45), low4, A_AND_C_OR_B);
+            const __m256i q1 = _mm256_ternarylogic_epi32(l1, _mm256_and_si256(_mm256_slli_epi16(qh, 2), bits45), low4, A_AND_C_OR_B);
+            const __m256i q2 = _mm256_ternarylogic_epi32(_mm256_srli_epi16(l0, 4), _mm256_and_si256(qh, bits45), low4, A_AND_C_OR_B);
+            const __m256i q3 = _mm256_ternarylogic_epi32(_mm256_srli_epi16(l1, 4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), bits45),
+                                                         low4, A_AND_C_OR_B);
+            const int8_t *qy = y[i].qs + 128 * h;
+            sum = _mm256_add_epi32(sum, SCALED2(q0, load256(qy), q1, load256(qy + 32), sc, 0, 1, 2, 3));
+            sum = _mm256_add_epi32(sum, SCALED2(q2, load256(qy + 64), q3, load256(qy + 96), sc, 4, 5, 6, 7));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * y[i].d), _mm256_cvtepi32_ps(sum), acc);
+    }
+    *s = hsum256(acc);
+}
+
+#if LLP_AVX512_FLAVOUR == 2
+/* ---- VNNI only: without VNNI these measured no faster than the AVX2 kernels, which serve the plain table ---- */
 
 /* Signed x . y (x never -128): |x| against y carrying x's sign. */
 #define SDOT256(x, y) UDOT256(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
 
 INLINE __m256i K(block_q4_0)(const void *vx, const void *vy) {
-    const block_q4_0 *x = vx;
-    return UDOT256_OFF(nibbles16(x->qs), load256(((const block_q8_0 *)vy)->qs), _mm256_set1_epi8(8));
+    const __m256i q = nibbles16(((const block_q4_0 *)vx)->qs);
+    return UDOT256_OFF(q, load256(((const block_q8_0 *)vy)->qs), _mm256_set1_epi8(8));
 }
 
-INLINE __m256i K(block_q5_0)(const void *vx, const void *vy) {
-    const block_q5_0 *x = vx;
-    const __m256i q = _mm256_or_si256(nibbles16(x->qs), bit16s(x->qh));
-    return UDOT256_OFF(q, load256(((const block_q8_0 *)vy)->qs), _mm256_set1_epi8(16));
+INLINE __m256i K(block_q4_1)(const void *vx, const void *vy) {
+    return UDOT256(nibbles16(((const block_q4_1 *)vx)->qs), load256(((const block_q8_1 *)vy)->qs));
 }
 
 INLINE __m256i K(block_q8_0)(const void *vx, const void *vy) {
     return SDOT256(load256(((const block_q8_0 *)vx)->qs), load256(((const block_q8_0 *)vy)->qs));
+}
+
+/* q4_0 . q8_0: dx*dy * sum((nibble - 8) * q) per block */
+static void K(vec_dot_q4_0_q8_0)(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    *s = dot_rows_q8_0(n, vx, sizeof(block_q4_0), vy, K(block_q4_0));
+}
+
+/* q4_1 . q8_1: dx*dy * sum(nibble * q) + m * s per block */
+static void K(vec_dot_q4_1_q8_1)(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    *s = dot_rows_q8_1(n, vx, sizeof(block_q4_1), vy, K(block_q4_1));
+}
+
+/* q8_0 . q8_0: dx*dy * sum(qx * qy) per block */
+static void K(vec_dot_q8_0_q8_0)(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    *s = dot_rows_q8_0(n, vx, sizeof(block_q8_0), vy, K(block_q8_0));
 }
 
 INLINE __m256i K(block_iq4_nl)(const void *vx, const void *vy) {
@@ -194,57 +407,144 @@ INLINE __m256i K(block_iq4_nl)(const void *vx, const void *vy) {
     return SDOT256(q, load256(((const block_q8_0 *)vy)->qs));
 }
 
-INLINE __m256i K(block_q4_1)(const void *vx, const void *vy) {
-    return UDOT256(nibbles16(((const block_q4_1 *)vx)->qs), load256(((const block_q8_1 *)vy)->qs));
-}
-
-INLINE __m256i K(block_q5_1)(const void *vx, const void *vy) {
-    const block_q5_1 *x = vx;
-    return UDOT256(_mm256_or_si256(nibbles16(x->qs), bit16s(x->qh)), load256(((const block_q8_1 *)vy)->qs));
-}
-
-/* q4_0 . q8_0: dx*dy * sum((nibble - 8) * q) per block */
-static void K(vec_dot_q4_0_q8_0)(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
-    *s = dot_rows_q8_0(n, vx, sizeof(block_q4_0), vy, K(block_q4_0));
-}
-
-/* q5_0 . q8_0: dx*dy * sum((nibble | bit << 4) - 16) * q) per block */
-static void K(vec_dot_q5_0_q8_0)(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
-    *s = dot_rows_q8_0(n, vx, sizeof(block_q5_0), vy, K(block_q5_0));
-}
-
-/* q8_0 . q8_0: dx*dy * sum(qx * qy) per block */
-static void K(vec_dot_q8_0_q8_0)(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
-    *s = dot_rows_q8_0(n, vx, sizeof(block_q8_0), vy, K(block_q8_0));
-}
-
 /* iq4_nl . q8_0: dx*dy * sum(table[nibble] * q) per block */
 static void K(vec_dot_iq4_nl_q8_0)(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
     *s = dot_rows_q8_0(n, vx, sizeof(block_iq4_nl), vy, K(block_iq4_nl));
 }
 
-/* q4_1 . q8_1: dx*dy * sum(nibble * q) + m * s per block */
-static void K(vec_dot_q4_1_q8_1)(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
-    *s = dot_rows_q8_1(n, vx, sizeof(block_q4_1), vy, K(block_q4_1));
+/* q2_K . q8_K: dy * (d * sum_g sc_g * (q . y)_g - dmin * sum_g m_g * ysum_g), 16 groups of 16 with a 4-bit
+ * scale (low nibble) and min (high nibble); group 8h + 2j (+1) takes bits 2j of qs[32h..] */
+static void K(vec_dot_q2_K_q8_K)(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    const block_q2_K *x = vx;
+    const block_q8_K *y = vy;
+    const __m256i low2 = _mm256_set1_epi8(3);
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    for (int i = 0; i < n / QK_K; i++) {
+        const __m128i raw = _mm_loadu_si128((const __m128i *)x[i].scales);
+        const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, _mm_set1_epi8(0x0f)));
+        const __m256i m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0f)));
+        __m256i sum = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const __m256i sc = _mm256_permute4x64_epi64(sc16, h ? 0xEE : 0x44);
+            const __m256i qs = load256(x[i].qs + 32 * h);
+            const int8_t *qy = y[i].qs + 128 * h;
+            __m256i q[4];
+            for (int j = 0; j < 4; j++) q[j] = _mm256_and_si256(_mm256_srli_epi16(qs, 2 * j), low2);
+            sum = _mm256_add_epi32(sum, SCALED2(q[0], load256(qy), q[1], load256(qy + 32), sc, 0, 1, 2, 3));
+            sum = _mm256_add_epi32(sum, SCALED2(q[2], load256(qy + 64), q[3], load256(qy + 96), sc, 4, 5, 6, 7));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * y[i].d), _mm256_cvtepi32_ps(sum), acc);
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].dmin) * y[i].d),
+                               _mm256_cvtepi32_ps(_mm256_madd_epi16(m16, load256(y[i].bsums))), accm);
+    }
+    *s = hsum256(_mm256_sub_ps(acc, accm));
 }
 
-/* q5_1 . q8_1: dx*dy * sum((nibble | bit << 4) * q) + m * s per block */
-static void K(vec_dot_q5_1_q8_1)(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
-    *s = dot_rows_q8_1(n, vx, sizeof(block_q5_1), vy, K(block_q5_1));
+/* q4_K . q8_K: dy * (d * sum_j sc_j * (q . y)_j - dmin * sum_j m_j * ysum_j), 8 sub-blocks of 32 */
+static void K(vec_dot_q4_K_q8_K)(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    const block_q4_K *x = vx;
+    const block_q8_K *y = vy;
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    for (int i = 0; i < n / QK_K; i++) {
+        const __m128i sm = k4_scales_mins(x[i].scales);
+        const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
+        __m256i sum = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++) {
+            const __m256i q = load256(x[i].qs + 32 * j);
+            const int8_t *qy = y[i].qs + 64 * j;
+            sum = _mm256_add_epi32(sum, SCALED2(_mm256_and_si256(q, low4), load256(qy),
+                                                _mm256_and_si256(_mm256_srli_epi16(q, 4), low4), load256(qy + 32),
+                                                sc, 2 * j, 2 * j, 2 * j + 1, 2 * j + 1));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * y[i].d), _mm256_cvtepi32_ps(sum), acc);
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].dmin) * y[i].d), _mm256_cvtepi32_ps(k4_min_dot(sm, y[i].bsums)), accm);
+    }
+    *s = hsum256(_mm256_sub_ps(acc, accm));
 }
+
+/* q5_K . q8_K: q4_K with a 5th bit per element (bit 2j of qh for sub-block 2j, 2j+1 for 2j+1) */
+static void K(vec_dot_q5_K_q8_K)(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    const block_q5_K *x = vx;
+    const block_q8_K *y = vy;
+    const __m256i low4 = _mm256_set1_epi8(0x0f), bit4 = _mm256_set1_epi8(0x10);
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    for (int i = 0; i < n / QK_K; i++) {
+        const __m128i sm = k4_scales_mins(x[i].scales);
+        const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
+        const __m256i qh = load256(x[i].qh);
+        __m256i sum = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++) {
+            const __m256i q = load256(x[i].qs + 32 * j);
+            /* qh bits 2j, 2j+1 moved to bit 4 (16-bit shifts: the bit stays in its byte) */
+            const __m256i h0 = j < 2 ? _mm256_slli_epi16(qh, 4 - 2 * j) : _mm256_srli_epi16(qh, 2 * j - 4);
+            const __m256i h1 = j < 2 ? _mm256_slli_epi16(qh, 3 - 2 * j) : _mm256_srli_epi16(qh, 2 * j - 3);
+            const __m256i q0 = _mm256_ternarylogic_epi32(q, _mm256_and_si256(h0, bit4), low4, A_AND_C_OR_B);
+            const __m256i q1 = _mm256_ternarylogic_epi32(_mm256_srli_epi16(q, 4), _mm256_and_si256(h1, bit4), low4, A_AND_C_OR_B);
+            const int8_t *qy = y[i].qs + 64 * j;
+            sum = _mm256_add_epi32(sum, SCALED2(q0, load256(qy), q1, load256(qy + 32), sc, 2 * j, 2 * j, 2 * j + 1, 2 * j + 1));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * y[i].d), _mm256_cvtepi32_ps(sum), acc);
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].dmin) * y[i].d), _mm256_cvtepi32_ps(k4_min_dot(sm, y[i].bsums)), accm);
+    }
+    *s = hsum256(_mm256_sub_ps(acc, accm));
+}
+
+/* q3_K . q8_K: d*dy * sum_g (sc_g - 32) * ((q . y)_g - 4 * ysum_g), 16 groups of 16, q = 2 low bits | hmask
+ * bit << 2; group 8h + 2j (+1) takes bits 2j of qs[32h..] and bit 4h + j of hmask */
+static void K(vec_dot_q3_K_q8_K)(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    const block_q3_K *x = vx;
+    const block_q8_K *y = vy;
+    const __m256i low2 = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4);
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < n / QK_K; i++) {
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_sub_epi8(q3_K_scales(x[i].scales), _mm_set1_epi8(32)));
+        __m256i sum = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(load256(y[i].bsums), sc16), 2));
+        const __m256i hm = load256(x[i].hmask);
+        for (int h = 0; h < 2; h++) {
+            const __m256i sc = _mm256_permute4x64_epi64(sc16, h ? 0xEE : 0x44);
+            const __m256i qs = load256(x[i].qs + 32 * h);
+            const int8_t *qy = y[i].qs + 128 * h;
+            __m256i q[4];
+            for (int j = 0; j < 4; j++) {
+                q[j] = _mm256_and_si256(_mm256_srli_epi16(qs, 2 * j), low2);
+                q[j] = _mm256_mask_add_epi8(q[j], _mm256_test_epi8_mask(hm, _mm256_set1_epi8((char)(1 << (4 * h + j)))), q[j], four);
+            }
+            sum = _mm256_add_epi32(sum, SCALED2(q[0], load256(qy), q[1], load256(qy + 32), sc, 0, 1, 2, 3));
+            sum = _mm256_add_epi32(sum, SCALED2(q[2], load256(qy + 64), q[3], load256(qy + 96), sc, 4, 5, 6, 7));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * y[i].d), _mm256_cvtepi32_ps(sum), acc);
+    }
+    *s = hsum256(acc);
+}
+
+#endif
 
 void K(llp_register)(llp_kernels *k) {
 #define SET(t, fn) (k->vec_dot[t] = K(fn), k->impl[t] = IMPL)
-    SET(LLP_Q4_0, vec_dot_q4_0_q8_0);
-    SET(LLP_Q4_1, vec_dot_q4_1_q8_1);
     SET(LLP_Q5_0, vec_dot_q5_0_q8_0);
     SET(LLP_Q5_1, vec_dot_q5_1_q8_1);
+    SET(LLP_Q6_K, vec_dot_q6_K_q8_K);
+#if LLP_AVX512_FLAVOUR == 2
+    SET(LLP_Q4_0, vec_dot_q4_0_q8_0);
+    SET(LLP_Q4_1, vec_dot_q4_1_q8_1);
     SET(LLP_Q8_0, vec_dot_q8_0_q8_0);
     SET(LLP_IQ4_NL, vec_dot_iq4_nl_q8_0);
+    SET(LLP_Q2_K, vec_dot_q2_K_q8_K);
+    SET(LLP_Q3_K, vec_dot_q3_K_q8_K);
+    SET(LLP_Q4_K, vec_dot_q4_K_q8_K);
+    SET(LLP_Q5_K, vec_dot_q5_K_q8_K);
+#else
+    /* the VNNI table inherits these */
+    k->from_float[LLP_Q8_0] = quantize_row_q8_0_avx512;
+    k->from_float[LLP_Q8_1] = quantize_row_q8_1_avx512;
+    k->from_float[LLP_Q8_K] = quantize_row_q8_K_avx512;
+#endif
 #undef SET
 }
 
 #undef UDOT256
 #undef UDOT256_OFF
+#undef SCALED2
 #undef SDOT256
 #endif
