@@ -1,7 +1,7 @@
 /* Threaded matrix-vector and matrix-matrix products over quantized weights.
  *
- * Activations are first quantized to the weight type's vec_dot_type (as llama.cpp does), then each
- * thread takes a contiguous range of weight rows, so each weight byte is read from memory once. */
+ * Activations are first quantized to the weight type's vec_dot_type (as llama.cpp does), then threads
+ * take contiguous chunks of weight rows, so each weight byte is read from memory once. */
 #include "include/kernels.h"
 #ifdef _OPENMP
 #include <omp.h>
@@ -45,14 +45,22 @@ int llp_matmul(const llp_kernels *k, int type, const void *W, int64_t rows, int6
             for (int64_t t = ith; t < n_tok; t += nth)
                 quantize(X + t * cols, (char *)work + t * act_stride, cols);
 #pragma omp barrier
-        const int64_t r0 = rows * ith / nth, r1 = rows * (ith + 1) / nth;
-        for (int64_t rb = r0; rb < r1; rb += ROW_BLOCK) {
-            const int64_t re = rb + ROW_BLOCK < r1 ? rb + ROW_BLOCK : r1;
-            for (int64_t t = 0; t < n_tok; t++) {
-                const void *a = act + t * act_stride;
-                float *y = Y + t * y_stride;
-                for (int64_t r = rb; r < re; r++)
-                    dot((int)cols, &y[r], (const char *)W + r * w_stride, a);
+        /* Rows go out in chunks on demand rather than in fixed halves: a thread that loses its core to
+         * another process then delays only its current chunk, not half the product. Each output is one
+         * vec_dot call whichever thread makes it, so results do not depend on the thread count. */
+        const int64_t chunk_rows = rows / (4 * nth) > ROW_BLOCK ? rows / (4 * nth) : ROW_BLOCK;
+        const int64_t n_chunks = (rows + chunk_rows - 1) / chunk_rows;
+#pragma omp for schedule(dynamic, 1) nowait
+        for (int64_t c = 0; c < n_chunks; c++) {
+            const int64_t r0 = c * chunk_rows, r1 = r0 + chunk_rows < rows ? r0 + chunk_rows : rows;
+            for (int64_t rb = r0; rb < r1; rb += ROW_BLOCK) {
+                const int64_t re = rb + ROW_BLOCK < r1 ? rb + ROW_BLOCK : r1;
+                for (int64_t t = 0; t < n_tok; t++) {
+                    const void *a = act + t * act_stride;
+                    float *y = Y + t * y_stride;
+                    for (int64_t r = rb; r < re; r++)
+                        dot((int)cols, &y[r], (const char *)W + r * w_stride, a);
+                }
             }
         }
     }

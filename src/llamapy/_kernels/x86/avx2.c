@@ -3,7 +3,11 @@
  * Integer dots use maddubs (u8 x s8 -> pairs summed to i16) then madd (i16 pairs -> i32). Weights
  * are kept unsigned where their format allows (q4_0 is nibble - 8: the -8 is folded in as -8*sum(y)),
  * otherwise the sign trick |x| * (y with x's sign) makes a signed x usable as maddubs' unsigned side.
- * Float accumulators are reduced once per row. */
+ * Float accumulators are reduced once per row.
+ *
+ * Tuned on Zen 4, where the vector pipes, not the loads, bound these loops: integer multiplies share two
+ * pipes with each other and FMA shares one of them, so the work per block is kept to few vector ops and
+ * the per-block fp16 scales are packed by the integer pipes (see DOT_Q8_0_BODY). */
 #include "../include/kernels.h"
 
 #if defined(__x86_64__)
@@ -40,12 +44,13 @@ static inline __m256i nibbles_16(const uint8_t *p) {
     return _mm256_and_si256(_mm256_srlv_epi64(b, _mm256_set_epi64x(4, 4, 0, 0)), _mm256_set1_epi8(0x0F));
 }
 
-/* 32 bits -> 32 bytes: byte j is 0xFF where bit j is set (the 5th bits of q5_0/q5_1) */
-static inline __m256i bits_to_bytes(uint32_t bits) {
+/* 32 bits at p -> 32 bytes: byte j is 0xFF where bit j is set (the 5th bits of q5_0/q5_1). Each byte
+ * gets its source byte by pshufb, then all bits but its own are forced on: all-ones iff its bit is set. */
+static inline __m256i bits_to_bytes(const uint8_t *p) {
     const __m256i spread = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
-    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
-    const __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits), spread);
-    return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+    const __m256i others = _mm256_set1_epi64x((long long)0x7fbfdfeff7fbfdfeULL);
+    const __m256i v = _mm256_shuffle_epi8(_mm256_castps_si256(_mm256_broadcast_ss((const float *)p)), spread);
+    return _mm256_cmpeq_epi8(_mm256_or_si256(v, others), _mm256_set1_epi8(-1));
 }
 
 /* Moves bit `from` of every byte to bit `to`, clearing the rest. 16-bit shifts are fine: the moved bit
@@ -76,16 +81,14 @@ static inline __m128 fp16x4(uint16_t a, uint16_t b, uint16_t c, uint16_t d) {
     return _mm_cvtph_ps(_mm_cvtsi64_si128((long long)u));
 }
 
-/* The fp16 values at p + k*stride, k = 0..7 -> 8 floats. Load k starts 2k bytes early so its value lands
- * in word k, where a blend picks it: all loads stay inside the 8 blocks when the fp16 leads its block. */
-static inline __m256 fp16_gather8(const void *p, int stride) {
-    const uint8_t *b = p;
-    __m128i v = _mm_loadu_si128((const __m128i *)b);
-#define PICK(k) v = _mm_blend_epi16(v, _mm_loadu_si128((const __m128i *)(b + (k) * (stride - 2))), 1 << (k))
-    PICK(1); PICK(2); PICK(3); PICK(4); PICK(5); PICK(6); PICK(7);
-#undef PICK
-    return _mm256_cvtph_ps(v);
+/* Four (fp16, fp16) pairs -> 8 floats with one conversion */
+static inline __m256 fp16x8_pairs(const void *a, const void *b, const void *c, const void *d) {
+    const uint64_t lo = load_u32(a) | (uint64_t)load_u32(b) << 32, hi = load_u32(c) | (uint64_t)load_u32(d) << 32;
+    return _mm256_cvtph_ps(_mm_insert_epi64(_mm_cvtsi64_si128((long long)lo), (long long)hi, 1));
 }
+
+/* lane k of v in every lane: one vpermps, cheaper than extracting and broadcasting */
+static inline __m256 lane(__m256 v, int k) { return _mm256_permutevar8x32_ps(v, _mm256_set1_epi32(k)); }
 
 /* ---------------------------------------------------------------- 32-element blocks against q8_0/q8_1 */
 
@@ -98,11 +101,11 @@ static inline __m256i idot_q4_0(const block_q4_0 *x, const block_q8_0 *y) {
     return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
 }
 
+/* (nibble | bit << 4) - 16 = nibble - 16 * (1 - bit): the offset is 16 where the bit is clear */
 static inline __m256i idot_q5_0(const block_q5_0 *x, const block_q8_0 *y) {
     const __m256i q = loadu256(y->qs);
-    const __m256i hi = _mm256_and_si256(bits_to_bytes(load_u32(x->qh)), _mm256_set1_epi8(0x10));
-    const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(_mm256_or_si256(nibbles_16(x->qs), hi), q),
-                                       _mm256_maddubs_epi16(_mm256_set1_epi8(16), q));
+    const __m256i off = _mm256_andnot_si256(bits_to_bytes(x->qh), _mm256_set1_epi8(16));
+    const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(nibbles_16(x->qs), q), _mm256_maddubs_epi16(off, q));
     return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
 }
 
@@ -115,27 +118,25 @@ static inline __m256i idot_iq4_nl(const block_iq4_nl *x, const block_q8_0 *y) {
     return dot_s8s8(_mm256_shuffle_epi8(table, nibbles_16(x->qs)), loadu256(y->qs));
 }
 
-/* sum over blocks of dx*dy * idot. Groups of 8 blocks get their 8 scales in one vector conversion,
- * spilled so each block broadcasts its own with a plain load. */
+/* sum over blocks of dx*dy * idot. Blocks go by 4, their 8 fp16 scales in two conversions: the scalar
+ * loads and shifts that pack them run on the integer pipes, leaving the vector pipes to the dots. */
 #define DOT_Q8_0_BODY(blk, idot)                                                              \
     const blk *x = vx;                                                                        \
     const block_q8_0 *y = vy;                                                                 \
     const int nb = n / QK8_0;                                                                 \
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                            \
-    float d[8];                                                                               \
     int i = 0;                                                                                \
-    for (; i + 8 <= nb; i += 8) {                                                             \
-        _mm256_storeu_ps(d, _mm256_mul_ps(fp16_gather8(&x[i].d, sizeof(blk)),                 \
-                                          fp16_gather8(&y[i].d, sizeof(block_q8_0))));        \
-        for (int k = 0; k < 8; k += 2) {                                                      \
-            acc0 = _mm256_fmadd_ps(_mm256_broadcast_ss(&d[k]), _mm256_cvtepi32_ps(idot(&x[i + k], &y[i + k])), acc0); \
-            acc1 = _mm256_fmadd_ps(_mm256_broadcast_ss(&d[k + 1]),                            \
-                                   _mm256_cvtepi32_ps(idot(&x[i + k + 1], &y[i + k + 1])), acc1); \
-        }                                                                                     \
+    for (; i + 4 <= nb; i += 4) {                                                             \
+        const __m256 d = _mm256_castps128_ps256(_mm_mul_ps(                                   \
+            fp16x4(x[i].d, x[i + 1].d, x[i + 2].d, x[i + 3].d), fp16x4(y[i].d, y[i + 1].d, y[i + 2].d, y[i + 3].d))); \
+        acc0 = _mm256_fmadd_ps(lane(d, 0), _mm256_cvtepi32_ps(idot(&x[i], &y[i])), acc0);     \
+        acc1 = _mm256_fmadd_ps(lane(d, 1), _mm256_cvtepi32_ps(idot(&x[i + 1], &y[i + 1])), acc1); \
+        acc0 = _mm256_fmadd_ps(lane(d, 2), _mm256_cvtepi32_ps(idot(&x[i + 2], &y[i + 2])), acc0); \
+        acc1 = _mm256_fmadd_ps(lane(d, 3), _mm256_cvtepi32_ps(idot(&x[i + 3], &y[i + 3])), acc1); \
     }                                                                                         \
     for (; i < nb; i++) {                                                                     \
-        const __m256 di = _mm256_set1_ps(fp16_to_f32(x[i].d) * fp16_to_f32(y[i].d));          \
-        acc0 = _mm256_fmadd_ps(di, _mm256_cvtepi32_ps(idot(&x[i], &y[i])), acc0);             \
+        const __m256 d = _mm256_set1_ps(fp16_to_f32(x[i].d) * fp16_to_f32(y[i].d));           \
+        acc0 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(idot(&x[i], &y[i])), acc0);              \
     }                                                                                         \
     *s = hsum_ps(_mm256_add_ps(acc0, acc1));
 
@@ -159,43 +160,40 @@ static void vec_dot_iq4_nl_q8_0(int n, float *restrict s, const void *restrict v
     DOT_Q8_0_BODY(block_iq4_nl, idot_iq4_nl)
 }
 
-/* x's (d, m) and y's (d, s) -> [dx*dy, mx*sy, ., .] in one fp16 conversion */
-static inline __m128 scale_min(const void *xdm, const void *yds) {
-    const uint32_t a = load_u32(xdm), b = load_u32(yds);
-    __m128 f = fp16x4((uint16_t)a, (uint16_t)(a >> 16), (uint16_t)b, (uint16_t)(b >> 16));
-    return _mm_mul_ps(f, _mm_movehl_ps(f, f));
-}
-
 static inline __m256i idot_q4_1(const block_q4_1 *x, const block_q8_1 *y) {
     return dot_u8s8(nibbles_16(x->qs), loadu256(y->qs));
 }
 
 static inline __m256i idot_q5_1(const block_q5_1 *x, const block_q8_1 *y) {
-    const __m256i hi = _mm256_and_si256(bits_to_bytes(load_u32(x->qh)), _mm256_set1_epi8(0x10));
+    const __m256i hi = _mm256_and_si256(bits_to_bytes(x->qh), _mm256_set1_epi8(0x10));
     return dot_u8s8(_mm256_or_si256(nibbles_16(x->qs), hi), loadu256(y->qs));
 }
 
 /* w = d*q + m against y = dy*qy: dx*dy*sum(q*qy) + m*sy, with sy = dy*sum(qy) stored in q8_1.
- * Lane 1 of `mins` collects the m*sy terms. */
+ * Blocks go by 4 as for q8_0: the product of their converted (d, m) and (d, s) pairs holds dx*dy in
+ * even lanes and m*sy in odd lanes, which `mins` accumulates. */
 #define DOT_Q8_1_BODY(blk, idot)                                                              \
     const blk *x = vx;                                                                        \
     const block_q8_1 *y = vy;                                                                 \
     const int nb = n / QK8_1;                                                                 \
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                            \
-    __m128 mins = _mm_setzero_ps();                                                           \
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), mins = _mm256_setzero_ps(); \
+    float tail_mins = 0.0f;                                                                   \
     int i = 0;                                                                                \
-    for (; i + 1 < nb; i += 2) {                                                              \
-        const __m128 f0 = scale_min(&x[i].d, &y[i].d), f1 = scale_min(&x[i + 1].d, &y[i + 1].d); \
-        acc0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(f0), _mm256_cvtepi32_ps(idot(&x[i], &y[i])), acc0); \
-        acc1 = _mm256_fmadd_ps(_mm256_broadcastss_ps(f1), _mm256_cvtepi32_ps(idot(&x[i + 1], &y[i + 1])), acc1); \
-        mins = _mm_add_ps(mins, _mm_add_ps(f0, f1));                                          \
+    for (; i + 4 <= nb; i += 4) {                                                             \
+        const __m256 f = _mm256_mul_ps(fp16x8_pairs(&x[i].d, &x[i + 1].d, &x[i + 2].d, &x[i + 3].d), \
+                                       fp16x8_pairs(&y[i].d, &y[i + 1].d, &y[i + 2].d, &y[i + 3].d)); \
+        mins = _mm256_add_ps(mins, f);                                                        \
+        acc0 = _mm256_fmadd_ps(lane(f, 0), _mm256_cvtepi32_ps(idot(&x[i], &y[i])), acc0);     \
+        acc1 = _mm256_fmadd_ps(lane(f, 2), _mm256_cvtepi32_ps(idot(&x[i + 1], &y[i + 1])), acc1); \
+        acc0 = _mm256_fmadd_ps(lane(f, 4), _mm256_cvtepi32_ps(idot(&x[i + 2], &y[i + 2])), acc0); \
+        acc1 = _mm256_fmadd_ps(lane(f, 6), _mm256_cvtepi32_ps(idot(&x[i + 3], &y[i + 3])), acc1); \
     }                                                                                         \
-    if (i < nb) {                                                                             \
-        const __m128 f = scale_min(&x[i].d, &y[i].d);                                         \
-        acc0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(f), _mm256_cvtepi32_ps(idot(&x[i], &y[i])), acc0); \
-        mins = _mm_add_ps(mins, f);                                                           \
+    for (; i < nb; i++) {                                                                     \
+        const __m256 d = _mm256_set1_ps(fp16_to_f32(x[i].d) * fp16_to_f32(y[i].d));           \
+        acc0 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(idot(&x[i], &y[i])), acc0);              \
+        tail_mins += fp16_to_f32(x[i].m) * fp16_to_f32(y[i].s);                               \
     }                                                                                         \
-    *s = hsum_ps(_mm256_add_ps(acc0, acc1)) + _mm_cvtss_f32(_mm_movehdup_ps(mins));
+    *s = hsum_ps(_mm256_add_ps(acc0, acc1)) + hsum_ps(_mm256_blend_ps(_mm256_setzero_ps(), mins, 0xAA)) + tail_mins;
 
 /* q4_1 . q8_1: sum of dx*dy * sum(nibble * q) + m*s */
 static void vec_dot_q4_1_q8_1(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
@@ -218,7 +216,7 @@ static inline __m128i k4_scales_mins(const uint8_t *p) {
     const uint32_t sc_lo = w[0] & 0x3f3f3f3f, m_lo = w[1] & 0x3f3f3f3f;
     const uint32_t sc_hi = (w[2] & 0x0f0f0f0f) | ((w[0] >> 6) & 0x03030303) << 4;
     const uint32_t m_hi = ((w[2] >> 4) & 0x0f0f0f0f) | ((w[1] >> 6) & 0x03030303) << 4;
-    return _mm_set_epi32((int)m_hi, (int)m_lo, (int)sc_hi, (int)sc_lo);
+    return _mm_insert_epi64(_mm_cvtsi64_si128((long long)(sc_lo | (uint64_t)sc_hi << 32)), (long long)(m_lo | (uint64_t)m_hi << 32), 1);
 }
 
 /* sum_j min_j * (y sum of sub-block j of 32) for the 8 mins in bytes 8-15 of sm, as 8 i32 */
@@ -227,60 +225,54 @@ static inline __m256i k4_min_dot(__m128i sm, const int16_t *bsums) {
     return _mm256_madd_epi16(_mm256_cvtepu8_epi16(dup), loadu256(bsums));
 }
 
-/* q4_K . q8_K: per super-block dy * (d * sum_j sc_j*sum(q*qy) - dmin * sum_j m_j*sum(qy)), 8 sub-blocks of 32 */
-static void vec_dot_q4_K_q8_K(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
-    const block_q4_K *x = vx;
-    const block_q8_K *y = vy;
-    const int nb = n / QK_K;
+/* One q4_K/q5_K super-block against q8_K, as 8 i32 each: sum_j sc_j * sum(q*qy) over the 8 sub-blocks of
+ * 32, and sum_j m_j * (sum of qy over sub-block j). q is the nibble (sub-block 2j: low nibbles of qs[32j..],
+ * 2j+1: high nibbles), plus for q5_K the 5th bit from qh (bit 2j / 2j+1 of qh[l]). */
+static inline void k4_superblock(const uint8_t *scales, const uint8_t *qs, const uint8_t *qh, const block_q8_K *y,
+                                 __m256i *sums, __m256i *min_sums) {
     const __m256i low4 = _mm256_set1_epi8(0x0F);
-    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
-    for (int i = 0; i < nb; i++) {
-        const __m128 f = _mm_mul_ps(fp16x4(x[i].d, x[i].dmin, 0, 0), _mm_set1_ps(y[i].d));
-        const __m128i sm = k4_scales_mins(x[i].scales);
-        const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
-        accm = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(f)),
-                               _mm256_cvtepi32_ps(k4_min_dot(sm, y[i].bsums)), accm);
-        __m256i sum0 = _mm256_setzero_si256(), sum1 = _mm256_setzero_si256();
-        for (int j = 0; j < 4; j++) {
-            const __m256i q = loadu256(x[i].qs + 32 * j);
-            const __m256i p0 = _mm256_maddubs_epi16(_mm256_and_si256(q, low4), loadu256(y[i].qs + 64 * j));
-            const __m256i p1 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 4), low4),
-                                                    loadu256(y[i].qs + 64 * j + 32));
-            sum0 = _mm256_add_epi32(sum0, _mm256_madd_epi16(p0, _mm256_shuffle_epi8(sc, rep16(2 * j, 2 * j))));
-            sum1 = _mm256_add_epi32(sum1, _mm256_madd_epi16(p1, _mm256_shuffle_epi8(sc, rep16(2 * j + 1, 2 * j + 1))));
+    const __m128i sm = k4_scales_mins(scales);
+    const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
+    const __m256i hbits = qh ? loadu256(qh) : _mm256_setzero_si256();
+    __m256i sum0 = _mm256_setzero_si256(), sum1 = _mm256_setzero_si256();
+    for (int j = 0; j < 4; j++) {
+        const __m256i q = loadu256(qs + 32 * j);
+        __m256i q0 = _mm256_and_si256(q, low4), q1 = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
+        if (qh) {
+            q0 = _mm256_or_si256(q0, move_bit(hbits, 2 * j, 4));
+            q1 = _mm256_or_si256(q1, move_bit(hbits, 2 * j + 1, 4));
         }
-        acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(f), _mm256_cvtepi32_ps(_mm256_add_epi32(sum0, sum1)), acc);
+        const __m256i p0 = _mm256_maddubs_epi16(q0, loadu256(y->qs + 64 * j));
+        const __m256i p1 = _mm256_maddubs_epi16(q1, loadu256(y->qs + 64 * j + 32));
+        sum0 = _mm256_add_epi32(sum0, _mm256_madd_epi16(p0, _mm256_shuffle_epi8(sc, rep16(2 * j, 2 * j))));
+        sum1 = _mm256_add_epi32(sum1, _mm256_madd_epi16(p1, _mm256_shuffle_epi8(sc, rep16(2 * j + 1, 2 * j + 1))));
     }
-    *s = hsum_ps(_mm256_sub_ps(acc, accm));
+    *sums = _mm256_add_epi32(sum0, sum1);
+    *min_sums = k4_min_dot(sm, y->bsums);
 }
 
-/* q5_K . q8_K: q4_K with a 5th bit per element from qh (bit 2j for sub-block 2j, 2j+1 for 2j+1) */
-static void vec_dot_q5_K_q8_K(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
-    const block_q5_K *x = vx;
-    const block_q8_K *y = vy;
-    const int nb = n / QK_K;
-    const __m256i low4 = _mm256_set1_epi8(0x0F);
-    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
-    for (int i = 0; i < nb; i++) {
-        const __m128 f = _mm_mul_ps(fp16x4(x[i].d, x[i].dmin, 0, 0), _mm_set1_ps(y[i].d));
-        const __m128i sm = k4_scales_mins(x[i].scales);
-        const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
-        accm = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(f)),
-                               _mm256_cvtepi32_ps(k4_min_dot(sm, y[i].bsums)), accm);
-        const __m256i qh = loadu256(x[i].qh);
-        __m256i sum0 = _mm256_setzero_si256(), sum1 = _mm256_setzero_si256();
-        for (int j = 0; j < 4; j++) {
-            const __m256i q = loadu256(x[i].qs + 32 * j);
-            const __m256i q0 = _mm256_or_si256(_mm256_and_si256(q, low4), move_bit(qh, 2 * j, 4));
-            const __m256i q1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), low4), move_bit(qh, 2 * j + 1, 4));
-            const __m256i p0 = _mm256_maddubs_epi16(q0, loadu256(y[i].qs + 64 * j));
-            const __m256i p1 = _mm256_maddubs_epi16(q1, loadu256(y[i].qs + 64 * j + 32));
-            sum0 = _mm256_add_epi32(sum0, _mm256_madd_epi16(p0, _mm256_shuffle_epi8(sc, rep16(2 * j, 2 * j))));
-            sum1 = _mm256_add_epi32(sum1, _mm256_madd_epi16(p1, _mm256_shuffle_epi8(sc, rep16(2 * j + 1, 2 * j + 1))));
-        }
-        acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(f), _mm256_cvtepi32_ps(_mm256_add_epi32(sum0, sum1)), acc);
-    }
+/* per super-block dy * (d * sums - dmin * min_sums), sums from k4_superblock */
+#define DOT_K4_BODY(blk, qh)                                                                  \
+    const blk *x = vx;                                                                        \
+    const block_q8_K *y = vy;                                                                 \
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();                             \
+    for (int i = 0; i < n / QK_K; i++) {                                                      \
+        __m256i sums, min_sums;                                                               \
+        k4_superblock(x[i].scales, x[i].qs, qh, &y[i], &sums, &min_sums);                     \
+        const __m128 f = _mm_mul_ps(fp16x4(x[i].d, x[i].dmin, 0, 0), _mm_set1_ps(y[i].d));   \
+        acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(f), _mm256_cvtepi32_ps(sums), acc);       \
+        accm = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(f)), _mm256_cvtepi32_ps(min_sums), accm); \
+    }                                                                                         \
     *s = hsum_ps(_mm256_sub_ps(acc, accm));
+
+/* q4_K . q8_K: 4-bit quants with a 6-bit scale and min per sub-block of 32 */
+static void vec_dot_q4_K_q8_K(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    DOT_K4_BODY(block_q4_K, NULL)
+}
+
+/* q5_K . q8_K: q4_K with a 5th bit per element */
+static void vec_dot_q5_K_q8_K(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    DOT_K4_BODY(block_q5_K, x[i].qh)
 }
 
 /* q6_K . q8_K: per super-block d*dy * sum_g sc_g * sum((q - 32) * qy) over 16 groups of 16; the -32 is
@@ -466,9 +458,8 @@ static void vec_dot_tq1_0_q8_K(int n, float *restrict s, const void *restrict vx
         __m256i sum16 = _mm256_setzero_si256();   /* |t*qy| pairs <= 508, 8 of them fit in i16 */
         const __m256i a = loadu256(x[i].qs);
         const __m256i ae = _mm256_slli_epi16(a, 8), ao = _mm256_and_si256(a, hi_byte);
-        static const short pow3[5] = {1, 3, 9, 27, 81};
-        for (int k = 0; k < 5; k++)
-            sum16 = _mm256_add_epi16(sum16, _mm256_maddubs_epi16(tq1_digits(ae, ao, _mm256_set1_epi16(pow3[k])),
+        for (int k = 0, pow3 = 1; k < 5; k++, pow3 *= 3)
+            sum16 = _mm256_add_epi16(sum16, _mm256_maddubs_epi16(tq1_digits(ae, ao, _mm256_set1_epi16((short)pow3)),
                                                                  loadu256(qy + 32 * k)));
         const __m128i b = _mm_loadu_si128((const __m128i *)(x[i].qs + 32));
         const __m256i bb = _mm256_broadcastsi128_si256(b);
@@ -486,23 +477,7 @@ static void vec_dot_tq1_0_q8_K(int n, float *restrict s, const void *restrict vx
 
 /* ---------------------------------------------------------------- float rows */
 
-/* f32 . f32 */
-static void vec_dot_f32_f32(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
-    const float *x = vx, *y = vy;
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 32 <= n; i += 32) {
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
-        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
-        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
-        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);
-    }
-    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
-    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    for (; i < n; i++) sum += x[i] * y[i];
-    *s = sum;
-}
-
+static inline __m256 load_f32x8(const float *p) { return _mm256_loadu_ps(p); }
 static inline __m256 load_f16x8(const llp_fp16 *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
 
 /* bf16 is the top half of an f32: widen and shift */
@@ -510,7 +485,10 @@ static inline __m256 load_bf16x8(const llp_bf16 *p) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
 }
 
-#define DOT_HALF_BODY(T, load8, to_f32)                                                          \
+static inline float f32_to_f32(float f) { return f; }
+
+/* 32 elements per step into 4 accumulators (FMA latency), then 8 at a time, then a scalar tail */
+#define DOT_FLOAT_BODY(T, load8, to_f32)                                                         \
     const T *x = vx, *y = vy;                                                                    \
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps(); \
     int i = 0;                                                                                   \
@@ -525,14 +503,19 @@ static inline __m256 load_bf16x8(const llp_bf16 *p) {
     for (; i < n; i++) sum += to_f32(x[i]) * to_f32(y[i]);                                       \
     *s = sum;
 
+/* f32 . f32 */
+static void vec_dot_f32_f32(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    DOT_FLOAT_BODY(float, load_f32x8, f32_to_f32)
+}
+
 /* f16 . f16, widened with F16C */
 static void vec_dot_f16_f16(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
-    DOT_HALF_BODY(llp_fp16, load_f16x8, fp16_to_f32)
+    DOT_FLOAT_BODY(llp_fp16, load_f16x8, fp16_to_f32)
 }
 
 /* bf16 . bf16 */
 static void vec_dot_bf16_bf16(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
-    DOT_HALF_BODY(llp_bf16, load_bf16x8, llp_bf16_to_f32)
+    DOT_FLOAT_BODY(llp_bf16, load_bf16x8, llp_bf16_to_f32)
 }
 
 /* ---------------------------------------------------------------- activation quantizers */
