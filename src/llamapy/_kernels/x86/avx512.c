@@ -208,7 +208,10 @@ INLINE void quantize_q8_x4(const float *x, void *vy, int64_t nb, int sums) {
         _mm256_storeu_si256((__m256i *)dh, _mm512_cvtps_ph(d, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
         __m512 qsum[4];
         for (int k = 0; k < nblk; k++) {
-            const __m512 idk = _mm512_shuffle_f32x4(id, id, 0x55 * k);
+            /* lane k of id in all four 128-bit lanes (a permute: shuffle_f32x4 needs a constant k) */
+            const __m512i lane_k = _mm512_add_epi32(_mm512_set1_epi32(4 * k),
+                                                    _mm512_set_epi32(3, 2, 1, 0, 3, 2, 1, 0, 3, 2, 1, 0, 3, 2, 1, 0));
+            const __m512 idk = _mm512_permutexvar_ps(lane_k, id);
             const __m512i q0 = roundf512(_mm512_mul_ps(v[2 * k], idk)), q1 = roundf512(_mm512_mul_ps(v[2 * k + 1], idk));
             char *blk = y + k * bsize;
             memcpy(blk, &dh[4 * k], 2);
@@ -350,7 +353,7 @@ static void K(vec_dot_q6_K_q8_K)(int n, float *restrict s, const void *restrict 
         __m256i sum = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(load256(y[i].bsums), sc16), 5));
         for (int h = 0; h < 2; h++) {
             /* both lanes: the 8 scales of this half */
-            const __m256i sc = _mm256_permute4x64_epi64(sc16, h ? 0xEE : 0x44);
+            const __m256i sc = h ? _mm256_permute4x64_epi64(sc16, 0xEE) : _mm256_permute4x64_epi64(sc16, 0x44);
             const __m256i l0 = load256(x[i].ql + 64 * h), l1 = load256(x[i].ql + 64 * h + 32), qh = load256(x[i].qh + 32 * h);
             /* element groups of 32: low nibbles of l0, l1 with qh bits 0-1, 2-3; high nibbles with bits 4-5, 6-7 */
             const __m256i q0 = _mm256_ternarylogic_epi32(l0, _mm256_and_si256(_mm256_slli_epi16(qh, 4), bits45), low4, A_AND_C_OR_B);
@@ -425,7 +428,7 @@ static void K(vec_dot_q2_K_q8_K)(int n, float *restrict s, const void *restrict 
         const __m256i m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0f)));
         __m256i sum = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
-            const __m256i sc = _mm256_permute4x64_epi64(sc16, h ? 0xEE : 0x44);
+            const __m256i sc = h ? _mm256_permute4x64_epi64(sc16, 0xEE) : _mm256_permute4x64_epi64(sc16, 0x44);
             const __m256i qs = load256(x[i].qs + 32 * h);
             const int8_t *qy = y[i].qs + 128 * h;
             __m256i q[4];
@@ -502,7 +505,7 @@ static void K(vec_dot_q3_K_q8_K)(int n, float *restrict s, const void *restrict 
         __m256i sum = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(load256(y[i].bsums), sc16), 2));
         const __m256i hm = load256(x[i].hmask);
         for (int h = 0; h < 2; h++) {
-            const __m256i sc = _mm256_permute4x64_epi64(sc16, h ? 0xEE : 0x44);
+            const __m256i sc = h ? _mm256_permute4x64_epi64(sc16, 0xEE) : _mm256_permute4x64_epi64(sc16, 0x44);
             const __m256i qs = load256(x[i].qs + 32 * h);
             const int8_t *qy = y[i].qs + 128 * h;
             __m256i q[4];
