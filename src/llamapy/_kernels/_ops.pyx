@@ -179,6 +179,44 @@ def read_bytes(const uint8_t[::1] buf not None, int n_threads=1):
     return r
 
 
+def time_matvec_pass(list weights not None, int n_threads=1, int reps=1, isa=None):
+    """Seconds per pass of matrix-vector products over `weights`, measured without Python in the loop.
+
+    weights: (type, W uint8 (rows, row_bytes)) pairs, multiplied in order by one activation vector each,
+    as a token's forward pass does. For benchmarks: it shows the kernels and threading on their own.
+    """
+    import time
+    import numpy as np
+    cdef const llp_kernels *k = _table(isa)
+    cdef Py_ssize_t n = len(weights), i
+    cdef int r, rc = 0
+    keep = []
+    cdef int[::1] types = np.empty(n, dtype=np.intc)
+    cdef int64_t[::1] rows = np.empty(n, dtype=np.int64), cols = np.empty(n, dtype=np.int64)
+    cdef uint64_t[::1] wp = np.empty(n, dtype=np.uint64), xp = np.empty(n, dtype=np.uint64)
+    cdef uint64_t[::1] yp = np.empty(n, dtype=np.uint64), workp = np.empty(n, dtype=np.uint64)
+    cdef uint64_t[::1] stride = np.empty(n, dtype=np.uint64)
+    for i, (t, W) in enumerate(weights):
+        ti = _info(t)
+        c = W.shape[1] // ti.type_size * ti.blck_size
+        x = np.random.default_rng(i).standard_normal(c, dtype=np.float32)
+        y = np.empty(W.shape[0], dtype=np.float32)
+        work = np.empty(max(1, llp_matmul_work_size(t, c, 1)), dtype=np.uint8)
+        keep += [W, x, y, work]
+        types[i], rows[i], cols[i], stride[i] = t, W.shape[0], c, W.strides[0]
+        wp[i], xp[i], yp[i], workp[i] = W.ctypes.data, x.ctypes.data, y.ctypes.data, work.ctypes.data
+    t0 = time.perf_counter()
+    with nogil:
+        for r in range(reps):
+            for i in range(n):
+                rc |= llp_matmul(k, types[i], <const void *>wp[i], rows[i], cols[i], stride[i],
+                                 <const float *>xp[i], 1, <float *>yp[i], rows[i], <void *>workp[i], n_threads)
+    elapsed = time.perf_counter() - t0
+    if rc:
+        raise ValueError("matmul failed in the pass")
+    return elapsed / reps
+
+
 def _init_from_env():
     name = os.environ.get("LLAMAPY_CPU", "").strip().lower()
     if name:
