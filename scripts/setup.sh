@@ -21,7 +21,7 @@ fi
 
 python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-.venv/bin/pip install -q --disable-pip-version-check -U pip "setuptools>=64" wheel
+.venv/bin/pip install -q --disable-pip-version-check -U pip "setuptools>=77" wheel
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
 
 # The main job: what the kernels found on this CPU, then the default model's metadata and tensors.
