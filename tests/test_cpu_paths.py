@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import llamapy
+
 ROOT = Path(__file__).resolve().parents[1]
 KERNELS = ROOT / "src" / "llamapy" / "_kernels"
 QEMU = "qemu-x86_64"
@@ -75,7 +77,9 @@ print("\\n".join(out))
 
 def _probe(prefix, env_extra):
     env = dict(os.environ, **env_extra)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    # the folder the llamapy under test was imported from: src/ in a checkout, site-packages for a wheel
+    here = os.path.dirname(os.path.dirname(os.path.abspath(llamapy.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([here, env.get("PYTHONPATH", "")])
     run = subprocess.run([*prefix, sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     return run.stdout.splitlines()

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import kernel_data as kd
+import llamapy
 from llamapy._kernels import _ops
 
 T = kd.T
@@ -243,8 +244,9 @@ def run_python(code, cpu=None):
     env.pop("LLAMAPY_CPU", None)
     if cpu is not None:
         env["LLAMAPY_CPU"] = cpu
-    src = os.path.join(os.path.dirname(__file__), "..", "src")
-    env["PYTHONPATH"] = os.pathsep.join([src] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    # the folder the llamapy under test was imported from: src/ in a checkout, site-packages for a wheel
+    here = os.path.dirname(os.path.dirname(os.path.abspath(llamapy.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([here] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
 
 
