@@ -87,3 +87,10 @@ def test_gguf_dump_bad_inputs_are_one_line_errors(tmp_path):
         r = run_module("llamapy.cli.gguf_dump", str(path))
         assert r.returncode == 1, r.stderr
         assert r.stdout == "" and r.stderr.count("\n") == 1 and needle in r.stderr, r.stderr
+
+
+def test_fetch_prints_the_cached_model_and_refuses_unknown_names(reference_model):
+    result = CliRunner().invoke(cli, ["fetch", reference_model.name.startswith("gemma") and "gemma3" or "smollm2"])
+    assert result.exit_code == 0 and result.output.strip() == str(reference_model)
+    r = run_module("llamapy", "fetch", "gpt5")
+    assert r.returncode == 1 and r.stderr == "error: unknown model 'gpt5'; known: smollm2, gemma3\n"
