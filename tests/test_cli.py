@@ -90,7 +90,8 @@ def test_gguf_dump_bad_inputs_are_one_line_errors(tmp_path):
 
 
 def test_fetch_prints_the_cached_model_and_refuses_unknown_names(reference_model):
-    result = CliRunner().invoke(cli, ["fetch", reference_model.name.startswith("gemma") and "gemma3" or "smollm2"])
+    name = "gemma3" if reference_model.name.startswith("gemma") else "smollm2"
+    result = CliRunner().invoke(cli, ["fetch", name])
     assert result.exit_code == 0 and result.output.strip() == str(reference_model)
     r = run_module("llamapy", "fetch", "gpt5")
     assert r.returncode == 1 and r.stderr == "error: unknown model 'gpt5'; known: smollm2, gemma3\n"
