@@ -86,7 +86,7 @@ cdef size_t _row_bytes(const llp_type_info *ti, int64_t n) except? 0:
     return <size_t>(n // ti.blck_size) * ti.type_size
 
 
-def dequantize(int t, const uint8_t[::1] src not None, float[::1] dst not None):
+def dequantize(int t, const uint8_t[::1] src not None, float[::1] dst not None, int n_threads=1):
     """dst[:] = the float values of the n = len(dst) elements of type t in src."""
     cdef const llp_type_info *ti = _info(t)
     cdef int64_t n = dst.shape[0]
@@ -95,19 +95,29 @@ def dequantize(int t, const uint8_t[::1] src not None, float[::1] dst not None):
     if n == 0:
         return
     with nogil:
-        ti.to_float(&src[0], &dst[0], n)
+        llp_dequantize(t, &src[0], &dst[0], n, n_threads)
 
 
-def quantize(int t, const float[::1] src not None, uint8_t[::1] dst not None):
-    """dst[:] = src quantized to type t with the scalar reference quantizer (ggml's *_ref)."""
+def quantize(int t, const float[::1] src not None, uint8_t[::1] dst not None, int64_t n_per_row=0,
+             int n_threads=1):
+    """dst[:] = src quantized to type t with the scalar reference quantizer (ggml's *_ref), row by row.
+
+    Rows are n_per_row elements (default: all of src as one row); n_threads threads share the rows.
+    """
     cdef const llp_type_info *ti = _info(t)
     cdef int64_t n = src.shape[0]
-    if _row_bytes(ti, n) != <size_t>dst.shape[0]:
-        raise ValueError(f"{dst.shape[0]} bytes cannot hold {n} elements of {ti.name.decode()}")
     if n == 0:
+        if dst.shape[0]:
+            raise ValueError(f"{dst.shape[0]} bytes cannot hold 0 elements")
         return
+    if n_per_row <= 0:
+        n_per_row = n
+    if n % n_per_row:
+        raise ValueError(f"{n} elements are not whole rows of {n_per_row}")
+    if _row_bytes(ti, n_per_row) * <size_t>(n // n_per_row) != <size_t>dst.shape[0]:
+        raise ValueError(f"{dst.shape[0]} bytes cannot hold {n} elements of {ti.name.decode()}")
     with nogil:
-        ti.from_float_ref(&src[0], &dst[0], n)
+        llp_quantize_rows(t, &src[0], &dst[0], n // n_per_row, n_per_row, n_threads)
 
 
 def quantize_activations(int t, const float[::1] src not None, uint8_t[::1] dst not None, isa=None):

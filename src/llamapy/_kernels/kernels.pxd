@@ -41,3 +41,7 @@ cdef extern from "include/kernels.h" nogil:
 
 cdef extern from "include/kernels.h" nogil:
     uint64_t llp_read_bytes(const void *p, size_t n, int n_threads)
+
+cdef extern from "include/quantize.h" nogil:
+    int llp_quantize_rows(int type, const float *src, void *dst, int64_t nrows, int64_t n_per_row, int n_threads)
+    int llp_dequantize(int type, const void *src, float *dst, int64_t n, int n_threads)
