@@ -130,9 +130,9 @@ def throughput_table(reps: int):
     rng = np.random.default_rng(2)
     x = rng.standard_normal((1024, 4096), dtype=np.float32)  # 16 MiB of f32
     mb = x.nbytes / 1e6
-    print("\n### Quantize / dequantize throughput, 1 thread (MB of f32 per second)\n")
-    print("| type | quantize llamapy | quantize gguf-py | dequantize llamapy | dequantize gguf-py |")
-    print("|---|---:|---:|---:|---:|")
+    print("\n### Quantize / dequantize throughput (MB of f32 per second; gguf-py is numpy, one thread)\n")
+    print("| type | quantize llamapy 1t | 2t | quantize gguf-py | dequantize llamapy 1t | 2t | dequantize gguf-py |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
 
     def best(fn):
         ts = []
@@ -147,14 +147,15 @@ def throughput_table(reps: int):
                   GGMLType.IQ4_NL, GGMLType.IQ4_XS, GGMLType.TQ1_0, GGMLType.TQ2_0):
         q = quants.quantize(x, qtype)
         gtype = gguf.GGMLQuantizationType(int(qtype))
-        ours_q = best(lambda: quants.quantize(x, qtype))
+        ours_q = [best(lambda: quants.quantize(x, qtype, n)) for n in (1, 2)]
         try:
             theirs_q = f"{best(lambda: gq.quantize(x, gtype)):.0f}"
         except NotImplementedError:
             theirs_q = "n/a"
-        ours_d = best(lambda: quants.dequantize(q, qtype))
+        ours_d = [best(lambda: quants.dequantize(q, qtype, n)) for n in (1, 2)]
         theirs_d = best(lambda: gq.dequantize(q, gtype))
-        print(f"| {type_name(qtype)} | {ours_q:.0f} | {theirs_q} | {ours_d:.0f} | {theirs_d:.0f} |")
+        print(f"| {type_name(qtype)} | {ours_q[0]:.0f} | {ours_q[1]:.0f} | {theirs_q} | {ours_d[0]:.0f} | {ours_d[1]:.0f} "
+              f"| {theirs_d:.0f} |")
 
 
 def main():
@@ -163,12 +164,14 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="fewer types, for a smoke run")
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--skip-matvec", action="store_true")
     args = ap.parse_args()
     print(f"## Kernels, {time.strftime('%Y-%m-%d')}, {cpu_name()}, {args.threads} threads, llamapy kernels "
           f"{_ops.current_isa()}")
-    bw = read_bandwidth(args.threads, args.reps)
-    print(f"\nMeasured read bandwidth ({args.threads} threads, 1 GiB buffer, best of {args.reps}): {bw:.1f} GB/s")
-    matvec_table(args.threads, args.reps, bw, args.quick)
+    if not args.skip_matvec:
+        bw = read_bandwidth(args.threads, args.reps)
+        print(f"\nMeasured read bandwidth ({args.threads} threads, 1 GiB buffer, best of {args.reps}): {bw:.1f} GB/s")
+        matvec_table(args.threads, args.reps, bw, args.quick)
     if not args.skip_throughput:
         throughput_table(args.reps)
 
