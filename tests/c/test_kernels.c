@@ -3,8 +3,8 @@
  * For each ISA that llp_isa_supported() reports (neon on AArch64, avx2/avx512 on x86), and each weight
  * type: random valid weight rows (random bytes, sane fp16 scales) are dotted with activations quantized
  * by the scalar reference, and the ISA's vec_dot must match the scalar vec_dot within an error budget;
- * the ISA's activation quantizers must match the scalar ones; llp_matmul must give the same bits with 1
- * and 2 threads and agree with the row-by-row dots.
+ * the ISA's 4-row kernels must give vec_dot's bits row by row; the ISA's activation quantizers must match
+ * the scalar ones; llp_matmul must give the same bits with 1 and 2 threads and agree with the row-by-row dots.
  *
  * Rows and activations end exactly at a PROT_NONE page, so a kernel reading past its row faults even
  * without a sanitizer (under qemu, say). Build it with -fsanitize=address,undefined natively as well.
@@ -217,6 +217,37 @@ static void check_vec_dot(llp_isa isa, const llp_kernels *tbl, const llp_kernels
     }
 }
 
+/* vec_dot4 (where the table has one): each of its 4 results has the bits of vec_dot on that row. Rows
+ * lie bx apart, bx the row size or more (padded rows); the last row ends at the guard page. */
+static void check_vec_dot4(llp_isa isa, const llp_kernels *tbl, int type) {
+    if (!tbl->vec_dot4[type]) return;
+    const char *isa_name = llp_isa_name(isa), *name = llp_types[type].name;
+    const int vdt = llp_types[type].vec_dot_type;
+    int sizes[8];
+    const int n_sizes = sizes_for(type, sizes);
+    for (int si = 0; si < n_sizes; si++) {
+        const int n = sizes[si];
+        int mismatches = 0;
+        for (int pad = 0; pad <= 64; pad += 64) {
+            const size_t rb = row_bytes(type, n), bx = rb + (size_t)pad;
+            char *w = guarded_alloc(3 * bx + rb);
+            void *a = guarded_alloc(row_bytes(vdt, n));
+            float *x = guarded_alloc((size_t)n * sizeof(float));
+            for (int r = 0; r < 4; r++) random_weights(type, w + r * bx, n);
+            random_activations(x, n);
+            llp_types[vdt].from_float_ref(x, a, n);
+            float got[4], want;
+            tbl->vec_dot4[type](n, got, w, bx, a);
+            for (int r = 0; r < 4; r++) {
+                tbl->vec_dot[type](n, &want, w + r * bx, a);
+                mismatches += memcmp(&want, &got[r], sizeof want) != 0;
+            }
+            guarded_free_all();
+        }
+        report(!mismatches, "%s vec_dot4 %-6s n=%-5d %d/8 rows differ from vec_dot", isa_name, name, n, mismatches);
+    }
+}
+
 /* Activation quantizer of the ISA against the scalar reference: scales exact, quants within 1. */
 static void check_from_float(llp_isa isa, const llp_kernels *tbl, int vdt) {
     const char *isa_name = llp_isa_name(isa), *name = llp_types[vdt].name;
@@ -343,6 +374,7 @@ int main(void) {
         for (int type = 0; type < LLP_TYPE_COUNT; type++) {
             if (!llp_types[type].blck_size || llp_types[type].vec_dot_type < 0 || !ref->vec_dot[type]) continue;
             if (isa != LLP_ISA_SCALAR) check_vec_dot((llp_isa)isa, tbl, ref, type);
+            check_vec_dot4((llp_isa)isa, tbl, type);
             check_matmul((llp_isa)isa, tbl, type);
         }
         if (isa != LLP_ISA_SCALAR) {

@@ -150,6 +150,25 @@ def vec_dot(int t, int n, const uint8_t[::1] w not None, const uint8_t[::1] a no
     return s
 
 
+def vec_dot4(int t, int n, const uint8_t[:, ::1] w not None, const uint8_t[::1] a not None, isa=None):
+    """The 4-row kernel: dots of w's 4 rows (n elements of type t each) with a, as a float32 array, or
+    None when the chosen path has no 4-row kernel for t."""
+    import numpy as np
+    cdef const llp_type_info *ti = _info(t)
+    cdef const llp_kernels *k = _table(isa)
+    if ti.vec_dot_type < 0 or k.vec_dot4[t] == NULL:
+        return None
+    if w.shape[0] != 4 or _row_bytes(ti, n) != <size_t>w.shape[1] or _row_bytes(&llp_types[ti.vec_dot_type], n) != <size_t>a.shape[0]:
+        raise ValueError("need 4 rows of n elements and one activation row of n")
+    out = np.zeros(4, dtype=np.float32)
+    cdef float[::1] s = out
+    if n == 0:
+        return out
+    with nogil:
+        k.vec_dot4[t](n, &s[0], &w[0, 0], w.shape[1], &a[0])
+    return out
+
+
 def matmul_work_size(int t, int64_t cols, int64_t n_tok):
     _info(t)
     return llp_matmul_work_size(t, cols, n_tok)
@@ -225,6 +244,8 @@ def time_matvec_pass(list weights not None, int n_threads=1, int reps=1, isa=Non
     if rc:
         raise ValueError("matmul failed in the pass")
     return elapsed / reps
+
+
 
 
 def _init_from_env():

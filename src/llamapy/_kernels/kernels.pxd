@@ -5,6 +5,7 @@ cdef extern from "include/kernels.h" nogil:
     ctypedef void (*llp_to_float_fn)(const void *x, float *y, int64_t k) noexcept nogil
     ctypedef void (*llp_from_float_fn)(const float *x, void *y, int64_t k) noexcept nogil
     ctypedef void (*llp_vec_dot_fn)(int n, float *s, const void *vx, const void *vy) noexcept nogil
+    ctypedef void (*llp_vec_dot4_fn)(int n, float *s, const void *vx, size_t bx, const void *vy) noexcept nogil
 
     ctypedef struct llp_type_info:
         const char *name
@@ -24,6 +25,7 @@ cdef extern from "include/kernels.h" nogil:
         llp_vec_dot_fn vec_dot[40]
         llp_from_float_fn from_float[40]
         const char *impl[40]
+        llp_vec_dot4_fn vec_dot4[40]
 
     ctypedef struct llp_cpu_features:
         int sse3, ssse3, avx, avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512dq, avx512vnni, avx512bf16

@@ -26,6 +26,7 @@ int llp_matmul(const llp_kernels *k, int type, const void *W, int64_t rows, int6
     if (type < 0 || type >= LLP_TYPE_COUNT || !llp_types[type].blck_size) return -1;
     int vdt = llp_types[type].vec_dot_type;
     llp_vec_dot_fn dot = k->vec_dot[type];
+    llp_vec_dot4_fn dot4 = k->vec_dot4[type];  /* same bits as dot, row by row */
     if (vdt < 0 || !dot) return -1;
     if (cols % llp_types[type].blck_size || cols % llp_types[vdt].blck_size) return -2;
     llp_from_float_fn quantize = k->from_float[vdt] ? k->from_float[vdt] : llp_types[vdt].from_float_ref;
@@ -46,8 +47,8 @@ int llp_matmul(const llp_kernels *k, int type, const void *W, int64_t rows, int6
                 quantize(X + t * cols, (char *)work + t * act_stride, cols);
 #pragma omp barrier
         /* Rows go out in chunks on demand rather than in fixed halves: a thread that loses its core to
-         * another process then delays only its current chunk, not half the product. Each output is one
-         * vec_dot call whichever thread makes it, so results do not depend on the thread count. */
+         * another process then delays only its current chunk, not half the product. Each output has the
+         * bits of one vec_dot call (vec_dot4 gives the same), so results do not depend on the thread count. */
         const int64_t chunk_rows = rows / (4 * nth) > ROW_BLOCK ? rows / (4 * nth) : ROW_BLOCK;
         const int64_t n_chunks = (rows + chunk_rows - 1) / chunk_rows;
 #pragma omp for schedule(dynamic, 1) nowait
@@ -58,8 +59,10 @@ int llp_matmul(const llp_kernels *k, int type, const void *W, int64_t rows, int6
                 for (int64_t t = 0; t < n_tok; t++) {
                     const void *a = act + t * act_stride;
                     float *y = Y + t * y_stride;
-                    for (int64_t r = rb; r < re; r++)
-                        dot((int)cols, &y[r], (const char *)W + r * w_stride, a);
+                    int64_t r = rb;
+                    if (dot4)
+                        for (; r + 4 <= re; r += 4) dot4((int)cols, &y[r], (const char *)W + r * w_stride, w_stride, a);
+                    for (; r < re; r++) dot((int)cols, &y[r], (const char *)W + r * w_stride, a);
                 }
             }
         }

@@ -15,6 +15,10 @@ typedef void (*llp_to_float_fn)(const void *restrict x, float *restrict y, int64
 typedef void (*llp_from_float_fn)(const float *restrict x, void *restrict y, int64_t k);
 /* *s = dot(row vx of the weight type, row vy of its vec_dot_type), both n elements */
 typedef void (*llp_vec_dot_fn)(int n, float *restrict s, const void *restrict vx, const void *restrict vy);
+/* s[r] = dot(row vx + r * bx, row vy) for r < 4: one activation row against 4 weight rows, sharing the
+ * activation-side work. Each s[r] has exactly the bits the same table's vec_dot gives for that row, so
+ * how rows are grouped never changes a result. */
+typedef void (*llp_vec_dot4_fn)(int n, float *restrict s, const void *restrict vx, size_t bx, const void *restrict vy);
 
 typedef struct {
     const char *name;          /* ggml's name: "q4_K" */
@@ -33,6 +37,8 @@ typedef struct {
     llp_vec_dot_fn vec_dot[LLP_TYPE_COUNT];       /* weight type -> dot with its vec_dot_type */
     llp_from_float_fn from_float[LLP_TYPE_COUNT]; /* fast activation quantizers (q8_0, q8_1, q8_K, f16, bf16) */
     const char *impl[LLP_TYPE_COUNT];             /* which ISA's vec_dot is in use, for `info` */
+    llp_vec_dot4_fn vec_dot4[LLP_TYPE_COUNT];     /* optional 4-row twin of vec_dot (NULL: none); an ISA
+                                                   * that sets vec_dot[t] must set or clear vec_dot4[t] */
 } llp_kernels;
 
 /* ---- scalar reference: ref/quants.c, ref/quants_k.c, ref/dot.c ---- */

@@ -49,21 +49,25 @@ INLINE __m256i bit4s(const uint8_t *qh) {
     return _mm256_maskz_mov_epi8(_cvtu32_mask32(h), _mm256_set1_epi8(16));
 }
 
-/* The fp16 at p, p + stride, p + 2 * stride, p + 3 * stride as 4 floats: packed into one integer, one
+/* The fp16 at p + i * stride (i < cnt <= 4) as 4 floats, 0 past cnt: packed into one integer, one
  * conversion. (vpermt2w windows, vpgatherdd and vpinsrw chains all measured slower on Zen 4.) */
-INLINE __m128 fp16x4(const void *p, int stride) {
+INLINE __m128 fp16x4(const void *p, int stride, int cnt) {
     const char *c = p;
-    uint16_t h[4];
-    for (int i = 0; i < 4; i++) memcpy(&h[i], c + i * stride, 2);
-    const uint64_t lo = h[0] | (uint64_t)h[1] << 16 | (uint64_t)h[2] << 32 | (uint64_t)h[3] << 48;
+    uint64_t lo = 0;
+    for (int i = 0; i < 4; i++) {
+        uint16_t h = 0;
+        if (i < cnt) memcpy(&h, c + i * stride, 2);
+        lo |= (uint64_t)h << 16 * i;
+    }
     return _mm_cvtph_ps(_mm_cvtsi64_si128((long long)lo));
 }
 
-/* The two adjacent fp16 at p + i * stride (i < 4) as 8 floats, in that order. */
-INLINE __m256 fp16x2x4(const void *p, int stride) {
+/* The two adjacent fp16 at p + i * stride (i < cnt <= 4) as 8 floats, in that order, 0 past cnt. */
+INLINE __m256 fp16x2x4(const void *p, int stride, int cnt) {
     const char *c = p;
-    uint32_t w[4];
-    for (int i = 0; i < 4; i++) memcpy(&w[i], c + i * stride, 4);
+    uint32_t w[4] = {0, 0, 0, 0};
+    for (int i = 0; i < 4; i++)
+        if (i < cnt) memcpy(&w[i], c + i * stride, 4);
     const uint64_t lo = w[0] | (uint64_t)w[1] << 32, hi = w[2] | (uint64_t)w[3] << 32;
     return _mm256_cvtph_ps(_mm_insert_epi64(_mm_cvtsi64_si128((long long)lo), (long long)hi, 1));
 }
@@ -71,60 +75,89 @@ INLINE __m256 fp16x2x4(const void *p, int stride) {
 /* Element k of v in every element. */
 INLINE __m256 lane(__m256 v, int k) { return _mm256_permutexvar_ps(_mm256_set1_epi32(k), v); }
 
-/* ---- row drivers for 32-element blocks against q8_0 / q8_1 ---- */
+/* ---- row drivers for 32-element blocks against q8_0 / q8_1 ----
+ *
+ * Each driver dots R weight rows (bx bytes apart) with one activation row; the single-row kernels are
+ * R = 1 and the 4-row kernels R = 4 of the same code, so every row sees the same operations in the same
+ * order either way (bit-identical results). Per activation block, yterm (when given) computes what all
+ * rows share, such as the activation side of an offset correction, once. */
 
-/* Int32 lanes summing to the integer dot of one weight block with one activation block. */
-typedef __m256i (*block_fn)(const void *x, const void *y);
+/* With R > 1: stepping through R rows at once hides from the hardware prefetchers the one long
+ * sequential stream they follow when rows go one by one (contiguous rows make one stream), and 4-row
+ * kernels ran slower than single rows on weights streamed from memory. So the group of blocks at byte
+ * offset o of each row prefetches, in address order, the same share of the next R rows: with contiguous
+ * rows, one sequential stream again. (Measured no better: further ahead, into L2 only, per-row streams.)
+ * Prefetches never fault, so running past the matrix is harmless. */
+INLINE void prefetch_ahead(int R, const char *x, size_t bx, size_t o, int bytes) {
+    if (R > 1)
+        for (int b = 0; b < R * bytes; b += 64) _mm_prefetch(x + R * bx + R * o + b, _MM_HINT_T0);
+}
 
-/* sum over blocks of dx*dy * block dot, for weight types whose fp16 d is their first field. The scales
- * of 4 blocks are converted and multiplied at once; each block then takes its own lane. */
-INLINE float dot_rows_q8_0(int n, const void *vx, int xsize, const void *vy, block_fn dot) {
-    const char *x = vx;
-    const block_q8_0 *y = vy;
-    const int nb = n / QK8_0;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 4 <= nb; i += 4) {
-        const char *xi = x + (size_t)i * xsize;
-        const __m256 d = _mm256_castps128_ps256(_mm_mul_ps(fp16x4(xi, xsize), fp16x4(&y[i].d, sizeof *y)));
-        for (int k = 0; k < 4; k += 2) {
-            acc0 = _mm256_fmadd_ps(lane(d, k), _mm256_cvtepi32_ps(dot(xi + k * xsize, y + i + k)), acc0);
-            acc1 = _mm256_fmadd_ps(lane(d, k + 1), _mm256_cvtepi32_ps(dot(xi + (k + 1) * xsize, y + i + k + 1)), acc1);
+/* Int32 lanes summing to the integer dot of one weight block with one activation block; t is yterm's
+ * value for the activation block (zero when there is no yterm). */
+typedef __m256i (*block_fn)(const void *x, const void *y, __m256i t);
+typedef __m256i (*yterm_fn)(const void *y);
+
+/* Blocks i .. i + cnt - 1 (cnt <= 4) of R rows into acc0 / acc1 (even / odd blocks), for weight types
+ * whose fp16 d is their first field: the scales of the group are converted and multiplied at once, and
+ * each block then takes its own lane. Called with cnt = 4 for whole groups, so those unroll fully. */
+INLINE void group_q8_0(int R, int i, int cnt, __m256 *acc0, __m256 *acc1, const char *x, size_t bx,
+                       const block_q8_0 *y, int xsize, block_fn dot, yterm_fn yterm) {
+    const __m128 dy = fp16x4(&y[i].d, sizeof *y, cnt);
+    prefetch_ahead(R, x, bx, (size_t)i * xsize, cnt * xsize);
+    __m256 d[4];
+    for (int r = 0; r < R; r++) d[r] = _mm256_castps128_ps256(_mm_mul_ps(fp16x4(x + r * bx + (size_t)i * xsize, xsize, cnt), dy));
+    for (int k = 0; k < cnt; k++) {
+        const __m256i t = yterm ? yterm(y + i + k) : _mm256_setzero_si256();
+        for (int r = 0; r < R; r++) {
+            const __m256 p = _mm256_cvtepi32_ps(dot(x + r * bx + (size_t)(i + k) * xsize, y + i + k, t));
+            if (k & 1) acc1[r] = _mm256_fmadd_ps(lane(d[r], k), p, acc1[r]);
+            else acc0[r] = _mm256_fmadd_ps(lane(d[r], k), p, acc0[r]);
         }
     }
-    for (; i < nb; i++) {
-        const char *xi = x + (size_t)i * xsize;
-        const float d = h2f(*(const llp_fp16 *)xi) * h2f(y[i].d);
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(dot(xi, y + i)), acc0);
-    }
-    return hsum256(_mm256_add_ps(acc0, acc1));
+}
+
+/* s[r] = sum over blocks of dx*dy * block dot */
+INLINE void dot_rows_q8_0(int n, float *s, int R, const void *vx, size_t bx, const void *vy, int xsize,
+                          block_fn dot, yterm_fn yterm) {
+    const int nb = n / QK8_0;
+    __m256 acc0[4], acc1[4];
+    for (int r = 0; r < R; r++) acc0[r] = acc1[r] = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 4 <= nb; i += 4) group_q8_0(R, i, 4, acc0, acc1, vx, bx, vy, xsize, dot, yterm);
+    if (i < nb) group_q8_0(R, i, nb - i, acc0, acc1, vx, bx, vy, xsize, dot, yterm);
+    for (int r = 0; r < R; r++) s[r] = hsum256(_mm256_add_ps(acc0[r], acc1[r]));
 }
 
 /* The same plus m_x * s_y per block, for q4_1 / q5_1 (fp16 d, m first) against q8_1 (d, s first). The
  * product of 4 blocks' (d, m) pairs with their (d, s) pairs holds dx*dy in even lanes, m*s in odd ones. */
-INLINE float dot_rows_q8_1(int n, const void *vx, int xsize, const void *vy, block_fn dot) {
-    const char *x = vx;
-    const block_q8_1 *y = vy;
-    const int nb = n / QK8_1;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 4 <= nb; i += 4) {
-        const char *xi = x + (size_t)i * xsize;
-        const __m256 dm = _mm256_mul_ps(fp16x2x4(xi, xsize), fp16x2x4(&y[i].d, sizeof *y));
-        accm = _mm256_add_ps(accm, dm);
-        for (int k = 0; k < 4; k += 2) {
-            acc0 = _mm256_fmadd_ps(lane(dm, 2 * k), _mm256_cvtepi32_ps(dot(xi + k * xsize, y + i + k)), acc0);
-            acc1 = _mm256_fmadd_ps(lane(dm, 2 * k + 2), _mm256_cvtepi32_ps(dot(xi + (k + 1) * xsize, y + i + k + 1)), acc1);
+INLINE void group_q8_1(int R, int i, int cnt, __m256 *acc0, __m256 *acc1, __m256 *accm, const char *x, size_t bx,
+                       const block_q8_1 *y, int xsize, block_fn dot) {
+    const __m256 ds = fp16x2x4(&y[i].d, sizeof *y, cnt);
+    prefetch_ahead(R, x, bx, (size_t)i * xsize, cnt * xsize);
+    __m256 dm[4];
+    for (int r = 0; r < R; r++) {
+        dm[r] = _mm256_mul_ps(fp16x2x4(x + r * bx + (size_t)i * xsize, xsize, cnt), ds);
+        accm[r] = _mm256_add_ps(accm[r], dm[r]);
+    }
+    for (int k = 0; k < cnt; k++)
+        for (int r = 0; r < R; r++) {
+            const __m256 p = _mm256_cvtepi32_ps(dot(x + r * bx + (size_t)(i + k) * xsize, y + i + k, _mm256_setzero_si256()));
+            if (k & 1) acc1[r] = _mm256_fmadd_ps(lane(dm[r], 2 * k), p, acc1[r]);
+            else acc0[r] = _mm256_fmadd_ps(lane(dm[r], 2 * k), p, acc0[r]);
         }
-    }
+}
+
+INLINE void dot_rows_q8_1(int n, float *s, int R, const void *vx, size_t bx, const void *vy, int xsize, block_fn dot) {
+    const int nb = n / QK8_1;
+    __m256 acc0[4], acc1[4], accm[4];
+    for (int r = 0; r < R; r++) acc0[r] = acc1[r] = accm[r] = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 4 <= nb; i += 4) group_q8_1(R, i, 4, acc0, acc1, accm, vx, bx, vy, xsize, dot);
+    if (i < nb) group_q8_1(R, i, nb - i, acc0, acc1, accm, vx, bx, vy, xsize, dot);
     /* odd lanes of accm: the m * s terms */
-    float sum = hsum256(_mm256_maskz_mov_ps(0xaa, accm));
-    for (; i < nb; i++) {
-        const llp_fp16 *dm = (const llp_fp16 *)(x + (size_t)i * xsize);
-        sum += h2f(dm[1]) * h2f(y[i].s);
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(dm[0]) * h2f(y[i].d)), _mm256_cvtepi32_ps(dot(dm, y + i)), acc0);
-    }
-    return hsum256(_mm256_add_ps(acc0, acc1)) + sum;
+    for (int r = 0; r < R; r++)
+        s[r] = hsum256(_mm256_add_ps(acc0[r], acc1[r])) + hsum256(_mm256_maskz_mov_ps(0xaa, accm[r]));
 }
 
 /* ---- K-quant helpers ---- */
@@ -296,20 +329,22 @@ LLP_TARGET_END
 /* ================================================================ kernel part, once per flavour */
 
 /* UDOT256(u, s): sum of 4 adjacent u8 x s8 products per int32 lane (the plain flavour only meets u <= 63,
- * so vpmaddubsw's int16 pair sums never saturate). UDOT256_OFF: the same for (u - off) x s.
+ * so vpmaddubsw's int16 pair sums never saturate). UDOT256_OFF(u, s, t): the same for (u - off) x s, where
+ * t = OFF_TERM(off, s) is the activation side, computed once for all weight rows.
  * SCALED2(q0, y0, q1, y1, sc, a, b, c, d): int32 lanes summing to s[a] * (q0 . y0 over its first 16
  * elements) + s[b] * (its last 16) + s[c] * (q1 . y1, first 16) + s[d] * (last 16), s being the int16
  * words of sc (the same 8 in both 128-bit lanes). With VNNI the 4-product sums (|.| <= 4*63*128) are
  * packed to int16 and scaled by one vpmaddwd; without, vpmaddwd scales the pair sums directly. */
 #if LLP_AVX512_FLAVOUR == 2
 #define UDOT256(u, s) _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
-#define UDOT256_OFF(u, s, off) _mm256_sub_epi32(UDOT256(u, s), UDOT256(off, s))
+#define OFF_TERM(off, s) _mm256_sub_epi32(_mm256_setzero_si256(), UDOT256(off, s))
+#define UDOT256_OFF(u, s, t) _mm256_dpbusd_epi32(t, u, s)
 #define SCALED2(q0, y0, q1, y1, sc, a, b, c, d) \
     _mm256_madd_epi16(_mm256_packs_epi32(UDOT256(q0, y0), UDOT256(q1, y1)), _mm256_shuffle_epi8(sc, rep4(a, b, c, d)))
 #else
 #define UDOT256(u, s) _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
-#define UDOT256_OFF(u, s, off) \
-    _mm256_madd_epi16(_mm256_sub_epi16(_mm256_maddubs_epi16(u, s), _mm256_maddubs_epi16(off, s)), _mm256_set1_epi16(1))
+#define OFF_TERM(off, s) _mm256_maddubs_epi16(off, s)
+#define UDOT256_OFF(u, s, t) _mm256_madd_epi16(_mm256_sub_epi16(_mm256_maddubs_epi16(u, s), t), _mm256_set1_epi16(1))
 #define SCALED2(q0, y0, q1, y1, sc, a, b, c, d) \
     _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(q0, y0), _mm256_shuffle_epi8(sc, rep8(a, b))), \
                      _mm256_madd_epi16(_mm256_maddubs_epi16(q1, y1), _mm256_shuffle_epi8(sc, rep8(c, d))))
@@ -317,28 +352,36 @@ LLP_TARGET_END
 
 /* ---- both flavours ---- */
 
-/* 32-element blocks: one block's integer dot */
+/* A single-row kernel and its 4-row twin over one row driver. */
+#define ROW_KERNELS(name, driver, ...) \
+    static void K(name)(int n, float *restrict s, const void *restrict vx, const void *restrict vy) { \
+        driver(n, s, 1, vx, 0, __VA_ARGS__); \
+    } \
+    static void K(name##_x4)(int n, float *restrict s, const void *restrict vx, size_t bx, const void *restrict vy) { \
+        driver(n, s, 4, vx, bx, __VA_ARGS__); \
+    }
 
-INLINE __m256i K(block_q5_0)(const void *vx, const void *vy) {
+/* 32-element blocks: one block's integer dot; yterm functions: the part all weight rows share */
+
+INLINE __m256i K(yterm_off16)(const void *vy) { return OFF_TERM(_mm256_set1_epi8(16), load256(((const block_q8_0 *)vy)->qs)); }
+
+INLINE __m256i K(block_q5_0)(const void *vx, const void *vy, __m256i t) {
     const block_q5_0 *x = vx;
     const __m256i q = _mm256_or_si256(nibbles16(x->qs), bit4s(x->qh));
-    return UDOT256_OFF(q, load256(((const block_q8_0 *)vy)->qs), _mm256_set1_epi8(16));
+    return UDOT256_OFF(q, load256(((const block_q8_0 *)vy)->qs), t);
 }
 
-INLINE __m256i K(block_q5_1)(const void *vx, const void *vy) {
+INLINE __m256i K(block_q5_1)(const void *vx, const void *vy, __m256i t) {
+    (void)t;
     const block_q5_1 *x = vx;
     return UDOT256(_mm256_or_si256(nibbles16(x->qs), bit4s(x->qh)), load256(((const block_q8_1 *)vy)->qs));
 }
 
 /* q5_0 . q8_0: dx*dy * sum(((nibble | bit << 4) - 16) * q) per block */
-static void K(vec_dot_q5_0_q8_0)(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
-    *s = dot_rows_q8_0(n, vx, sizeof(block_q5_0), vy, K(block_q5_0));
-}
+ROW_KERNELS(vec_dot_q5_0_q8_0, dot_rows_q8_0, vy, sizeof(block_q5_0), K(block_q5_0), K(yterm_off16))
 
 /* q5_1 . q8_1: dx*dy * sum((nibble | bit << 4) * q) + m * s per block */
-static void K(vec_dot_q5_1_q8_1)(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
-    *s = dot_rows_q8_1(n, vx, sizeof(block_q5_1), vy, K(block_q5_1));
-}
+ROW_KERNELS(vec_dot_q5_1_q8_1, dot_rows_q8_1, vy, sizeof(block_q5_1), K(block_q5_1))
 
 /* ---- K-quants against q8_K ---- */
 
@@ -376,44 +419,41 @@ static void K(vec_dot_q6_K_q8_K)(int n, float *restrict s, const void *restrict 
 /* Signed x . y (x never -128): |x| against y carrying x's sign. */
 #define SDOT256(x, y) UDOT256(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
 
-INLINE __m256i K(block_q4_0)(const void *vx, const void *vy) {
+INLINE __m256i K(yterm_off8)(const void *vy) { return OFF_TERM(_mm256_set1_epi8(8), load256(((const block_q8_0 *)vy)->qs)); }
+
+INLINE __m256i K(block_q4_0)(const void *vx, const void *vy, __m256i t) {
     const __m256i q = nibbles16(((const block_q4_0 *)vx)->qs);
-    return UDOT256_OFF(q, load256(((const block_q8_0 *)vy)->qs), _mm256_set1_epi8(8));
+    return UDOT256_OFF(q, load256(((const block_q8_0 *)vy)->qs), t);
 }
 
-INLINE __m256i K(block_q4_1)(const void *vx, const void *vy) {
+INLINE __m256i K(block_q4_1)(const void *vx, const void *vy, __m256i t) {
+    (void)t;
     return UDOT256(nibbles16(((const block_q4_1 *)vx)->qs), load256(((const block_q8_1 *)vy)->qs));
 }
 
-INLINE __m256i K(block_q8_0)(const void *vx, const void *vy) {
+INLINE __m256i K(block_q8_0)(const void *vx, const void *vy, __m256i t) {
+    (void)t;
     return SDOT256(load256(((const block_q8_0 *)vx)->qs), load256(((const block_q8_0 *)vy)->qs));
 }
 
 /* q4_0 . q8_0: dx*dy * sum((nibble - 8) * q) per block */
-static void K(vec_dot_q4_0_q8_0)(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
-    *s = dot_rows_q8_0(n, vx, sizeof(block_q4_0), vy, K(block_q4_0));
-}
+ROW_KERNELS(vec_dot_q4_0_q8_0, dot_rows_q8_0, vy, sizeof(block_q4_0), K(block_q4_0), K(yterm_off8))
 
 /* q4_1 . q8_1: dx*dy * sum(nibble * q) + m * s per block */
-static void K(vec_dot_q4_1_q8_1)(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
-    *s = dot_rows_q8_1(n, vx, sizeof(block_q4_1), vy, K(block_q4_1));
-}
+ROW_KERNELS(vec_dot_q4_1_q8_1, dot_rows_q8_1, vy, sizeof(block_q4_1), K(block_q4_1))
 
 /* q8_0 . q8_0: dx*dy * sum(qx * qy) per block */
-static void K(vec_dot_q8_0_q8_0)(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
-    *s = dot_rows_q8_0(n, vx, sizeof(block_q8_0), vy, K(block_q8_0));
-}
+ROW_KERNELS(vec_dot_q8_0_q8_0, dot_rows_q8_0, vy, sizeof(block_q8_0), K(block_q8_0), NULL)
 
-INLINE __m256i K(block_iq4_nl)(const void *vx, const void *vy) {
+INLINE __m256i K(block_iq4_nl)(const void *vx, const void *vy, __m256i t) {
+    (void)t;
     const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)llp_iq4nl_values));
     const __m256i q = _mm256_shuffle_epi8(table, nibbles16(((const block_iq4_nl *)vx)->qs));
     return SDOT256(q, load256(((const block_q8_0 *)vy)->qs));
 }
 
 /* iq4_nl . q8_0: dx*dy * sum(table[nibble] * q) per block */
-static void K(vec_dot_iq4_nl_q8_0)(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
-    *s = dot_rows_q8_0(n, vx, sizeof(block_iq4_nl), vy, K(block_iq4_nl));
-}
+ROW_KERNELS(vec_dot_iq4_nl_q8_0, dot_rows_q8_0, vy, sizeof(block_iq4_nl), K(block_iq4_nl), NULL)
 
 /* q2_K . q8_K: dy * (d * sum_g sc_g * (q . y)_g - dmin * sum_g m_g * ysum_g), 16 groups of 16 with a 4-bit
  * scale (low nibble) and min (high nibble); group 8h + 2j (+1) takes bits 2j of qs[32h..] */
@@ -524,15 +564,18 @@ static void K(vec_dot_q3_K_q8_K)(int n, float *restrict s, const void *restrict 
 #endif
 
 void K(llp_register)(llp_kernels *k) {
-#define SET(t, fn) (k->vec_dot[t] = K(fn), k->impl[t] = IMPL)
-    SET(LLP_Q5_0, vec_dot_q5_0_q8_0);
-    SET(LLP_Q5_1, vec_dot_q5_1_q8_1);
+    /* vec_dot4 is set with every vec_dot, NULL where there is no 4-row twin, so a table never pairs one
+     * flavour's vec_dot with another's vec_dot4 */
+#define SET(t, fn) (k->vec_dot[t] = K(fn), k->vec_dot4[t] = NULL, k->impl[t] = IMPL)
+#define SET4(t, fn) (k->vec_dot[t] = K(fn), k->vec_dot4[t] = K(fn##_x4), k->impl[t] = IMPL)
+    SET4(LLP_Q5_0, vec_dot_q5_0_q8_0);
+    SET4(LLP_Q5_1, vec_dot_q5_1_q8_1);
     SET(LLP_Q6_K, vec_dot_q6_K_q8_K);
 #if LLP_AVX512_FLAVOUR == 2
-    SET(LLP_Q4_0, vec_dot_q4_0_q8_0);
-    SET(LLP_Q4_1, vec_dot_q4_1_q8_1);
-    SET(LLP_Q8_0, vec_dot_q8_0_q8_0);
-    SET(LLP_IQ4_NL, vec_dot_iq4_nl_q8_0);
+    SET4(LLP_Q4_0, vec_dot_q4_0_q8_0);
+    SET4(LLP_Q4_1, vec_dot_q4_1_q8_1);
+    SET4(LLP_Q8_0, vec_dot_q8_0_q8_0);
+    SET4(LLP_IQ4_NL, vec_dot_iq4_nl_q8_0);
     SET(LLP_Q2_K, vec_dot_q2_K_q8_K);
     SET(LLP_Q3_K, vec_dot_q3_K_q8_K);
     SET(LLP_Q4_K, vec_dot_q4_K_q8_K);
@@ -544,10 +587,13 @@ void K(llp_register)(llp_kernels *k) {
     k->from_float[LLP_Q8_K] = quantize_row_q8_K_avx512;
 #endif
 #undef SET
+#undef SET4
 }
 
 #undef UDOT256
 #undef UDOT256_OFF
+#undef OFF_TERM
+#undef ROW_KERNELS
 #undef SCALED2
 #undef SDOT256
 #endif
