@@ -15,7 +15,7 @@ KERNELS = "src/llamapy/_kernels"
 C_SOURCES = [
     "types.c", "dispatch.c", "matmul.c", "probe.c", "quantize.c",
     "ref/quants.c", "ref/quants_k.c", "ref/dot.c",
-    "x86/avx2.c", "x86/avx512.c", "arm/neon.c",
+    "x86/avx2.c", "x86/avx512.c", "arm/neon.c", "ops.c",
 ]
 
 def compile_args():
@@ -39,7 +39,7 @@ ext = Extension(
     include_dirs=[KERNELS, numpy.get_include()],
     extra_compile_args=cflags,
     extra_link_args=ldflags,
-    depends=[f"{KERNELS}/include/{h}" for h in ("blocks.h", "kernels.h", "target.h", "quantize.h")],
+    depends=[f"{KERNELS}/include/{h}" for h in ("blocks.h", "kernels.h", "target.h", "quantize.h", "ops.h")],
 )
 
 setup(ext_modules=cythonize([ext], compiler_directives={"language_level": 3}))

@@ -246,6 +246,7 @@ def time_matvec_pass(list weights not None, int n_threads=1, int reps=1, isa=Non
     return elapsed / reps
 
 
+include "forward.pxi"
 
 
 def _init_from_env():

@@ -1,0 +1,313 @@
+# Included from _ops.pyx: the transformer forward pass over a batch of tokens (llama architecture).
+#
+# Weights stay where the GGUF memory map has them; the Python driver (llamapy.model.llama) hands over
+# their addresses once, and LlamaForward.forward runs every layer without the GIL, llama2.c style.
+from libc.stdint cimport int32_t, uint16_t
+from libc.stdlib cimport calloc, free
+from libc.math cimport sqrtf
+
+cdef extern from "include/ops.h" nogil:
+    ctypedef uint16_t llp_fp16
+    void llp_rmsnorm(const float *x, const float *w, float *y, int64_t n, int64_t n_rows, float eps)
+    int llp_rope(float *x, int64_t n_tok, int64_t row_stride, int n_head, int head_dim, int n_dims,
+                  const int32_t *pos, float base, int neox)
+    int llp_get_rows(int type, const void *W, size_t w_stride, int64_t cols, const int32_t *ids, int64_t n,
+                     float *out)
+    void llp_swiglu(const float *g, const float *u, float *out, int64_t n)
+    void llp_add(float *x, const float *y, int64_t n)
+    void llp_scale(float *x, float s, int64_t n)
+    void llp_f32_to_f16_row(const float *src, llp_fp16 *dst, int64_t n)
+    size_t llp_attention_work_size(int64_t n_ctx, int head_dim)
+    void llp_attention(const float *q, int64_t q_stride, const llp_fp16 *k, const llp_fp16 *v, int64_t kv_stride,
+                       float *out, int64_t out_stride, int64_t n_tok, int64_t pos0, int n_head, int n_kv_head,
+                       int head_dim, float scale, int64_t n_ctx, float *work, int n_threads)
+
+
+cdef struct llp_matrix:         # one weight matrix in the mmap: rows x cols of `type`, `stride` bytes per row
+    const void *data
+    int type
+    int64_t rows, cols
+    size_t stride
+
+cdef struct llp_layer:          # one transformer block
+    const float *attn_norm      # [n_embd]
+    llp_matrix wq               # [n_head * head_dim, n_embd]
+    llp_matrix wk               # [n_kv_head * head_dim, n_embd]
+    llp_matrix wv               # [n_kv_head * head_dim, n_embd]
+    llp_matrix wo               # [n_embd, n_head * head_dim]
+    const float *ffn_norm       # [n_embd]
+    llp_matrix w_gate           # [n_ff, n_embd]
+    llp_matrix w_up             # [n_ff, n_embd]
+    llp_matrix w_down           # [n_embd, n_ff]
+
+
+cdef inline int _mm(const llp_kernels *k, const llp_matrix *W, const float *X, int64_t n, float *Y,
+                    int64_t y_stride, void *work, int n_threads) noexcept nogil:
+    """Y[t, :] = W @ X[t, :] for t < n (X rows W.cols floats apart, Y rows y_stride floats apart)."""
+    return llp_matmul(k, W.type, W.data, W.rows, W.cols, W.stride, X, n, Y, y_stride, work, n_threads)
+
+
+cdef llp_matrix _matrix(spec, int64_t rows, int64_t cols, str what) except *:
+    """spec = (address, ggml type, rows, cols, row stride in bytes) -> llp_matrix, shape-checked."""
+    cdef llp_matrix m
+    addr, t, r, c, stride = spec
+    if r != rows or c != cols:
+        raise ValueError(f"{what}: expected {rows} x {cols}, got {r} x {c}")
+    _info(t)
+    m.data = <const void *><size_t>addr
+    m.type = t
+    m.rows, m.cols, m.stride = r, c, stride
+    return m
+
+
+cdef class LlamaForward:
+    """State of one llama-architecture model: weight addresses, KV cache and activation buffers.
+
+    Built by llamapy.model.llama.Model, which keeps the arrays the addresses point into alive.
+    """
+    cdef readonly int n_layer, n_embd, n_head, n_kv_head, head_dim, n_ff, n_vocab, n_ctx, n_batch, max_threads
+    cdef readonly int rope_dims, rope_neox
+    cdef readonly float eps, rope_base
+    cdef llp_layer *layers
+    cdef llp_matrix tok_embd, output
+    cdef const float *output_norm
+    cdef object _keep            # whatever owns the weight memory (the addresses above point into it)
+    # buffers (numpy arrays kept here, raw pointers cached below)
+    cdef readonly object x_arr, xb_arr, q_arr, k_arr, v_arr, att_arr, hb_arr, hb2_arr, kcache, vcache
+    cdef readonly object pos_arr, work_arr, attn_work_arr
+    cdef float *x                # [n_batch, n_embd] residual stream
+    cdef float *xb               # [n_batch, n_embd] normed input / projection output
+    cdef float *q                # [n_batch, n_head * head_dim]
+    cdef float *k                # [n_batch, n_kv_head * head_dim]
+    cdef float *v                # [n_batch, n_kv_head * head_dim]
+    cdef float *att              # [n_batch, n_head * head_dim] attention output (heads concatenated)
+    cdef float *hb               # [n_batch, n_ff] gate, then silu(gate) * up
+    cdef float *hb2              # [n_batch, n_ff] up
+    cdef llp_fp16 *kc            # [n_layer, n_ctx, n_kv_head * head_dim] K cache, f16
+    cdef llp_fp16 *vc            # [n_layer, n_ctx, n_kv_head * head_dim] V cache, f16
+    cdef int32_t *pos            # [n_batch] positions of the batch's tokens
+    cdef void *work              # quantized activations for the matmuls
+    cdef float *attn_work        # [max_threads, llp_attention_work_size(n_ctx, head_dim)]
+
+    def __cinit__(self):
+        self.layers = NULL
+
+    def __dealloc__(self):
+        free(self.layers)
+
+    def __init__(self, dict cfg, list layers, tok_embd, output_norm, output, int n_ctx, int n_batch,
+                 int max_threads, keep=None):
+        """cfg: n_layer, n_embd, n_head, n_kv_head, head_dim, n_ff, n_vocab, rms_eps, rope_base, rope_dims,
+        rope_neox. layers: one dict per layer of name -> matrix spec (address, type, rows, cols, stride),
+        norms as addresses of float32 vectors. tok_embd / output: matrix specs; output_norm: an address.
+        keep: the owner of that memory, held for as long as this object lives."""
+        import numpy as np
+        cdef int l
+        self._keep = keep
+        self.n_layer, self.n_embd, self.n_head = cfg["n_layer"], cfg["n_embd"], cfg["n_head"]
+        self.n_kv_head, self.head_dim, self.n_ff = cfg["n_kv_head"], cfg["head_dim"], cfg["n_ff"]
+        self.n_vocab, self.eps, self.rope_base = cfg["n_vocab"], cfg["rms_eps"], cfg["rope_base"]
+        self.rope_dims, self.rope_neox = cfg["rope_dims"], cfg["rope_neox"]
+        if n_ctx < 1 or n_batch < 1 or max_threads < 1:
+            raise ValueError("n_ctx, n_batch and max_threads must be positive")
+        if self.n_head % self.n_kv_head or len(layers) != self.n_layer:
+            raise ValueError("inconsistent head counts or layer list")
+        if self.rope_dims % 2 or self.rope_dims > self.head_dim or self.rope_dims > 1024:
+            raise ValueError(f"rope over {self.rope_dims} dims is not supported (head_dim {self.head_dim})")
+        self.n_ctx, self.n_batch, self.max_threads = n_ctx, min(n_batch, n_ctx), max_threads
+        cdef int d = self.n_embd, dq = self.n_head * self.head_dim, dkv = self.n_kv_head * self.head_dim
+        cdef int ff = self.n_ff, nb = self.n_batch
+
+        self.layers = <llp_layer *>calloc(self.n_layer, sizeof(llp_layer))
+        if self.layers == NULL:
+            raise MemoryError()
+        work = 0
+        for l in range(self.n_layer):
+            L = layers[l]
+            self.layers[l].attn_norm = <const float *><size_t>L["attn_norm"]
+            self.layers[l].ffn_norm = <const float *><size_t>L["ffn_norm"]
+            self.layers[l].wq = _matrix(L["wq"], dq, d, f"layer {l} wq")
+            self.layers[l].wk = _matrix(L["wk"], dkv, d, f"layer {l} wk")
+            self.layers[l].wv = _matrix(L["wv"], dkv, d, f"layer {l} wv")
+            self.layers[l].wo = _matrix(L["wo"], d, dq, f"layer {l} wo")
+            self.layers[l].w_gate = _matrix(L["w_gate"], ff, d, f"layer {l} w_gate")
+            self.layers[l].w_up = _matrix(L["w_up"], ff, d, f"layer {l} w_up")
+            self.layers[l].w_down = _matrix(L["w_down"], d, ff, f"layer {l} w_down")
+            for name in ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down"):
+                t, cols = L[name][1], L[name][3]
+                work = max(work, llp_matmul_work_size(t, cols, nb))
+        self.tok_embd = _matrix(tok_embd, self.n_vocab, d, "token_embd")
+        self.output = _matrix(output, self.n_vocab, d, "output")
+        self.output_norm = <const float *><size_t>output_norm
+        work = max(work, llp_matmul_work_size(output[1], d, nb))
+
+        f32 = np.float32
+        self.x_arr = np.zeros((nb, d), f32)
+        self.xb_arr = np.zeros((nb, d), f32)
+        self.q_arr = np.zeros((nb, dq), f32)
+        self.k_arr = np.zeros((nb, dkv), f32)
+        self.v_arr = np.zeros((nb, dkv), f32)
+        self.att_arr = np.zeros((nb, dq), f32)
+        self.hb_arr = np.zeros((nb, ff), f32)
+        self.hb2_arr = np.zeros((nb, ff), f32)
+        self.kcache = np.zeros((self.n_layer, n_ctx, dkv), np.uint16)
+        self.vcache = np.zeros((self.n_layer, n_ctx, dkv), np.uint16)
+        self.pos_arr = np.zeros(nb, np.int32)
+        self.work_arr = np.zeros(max(work, 64), np.uint8)
+        self.attn_work_arr = np.zeros(max_threads * llp_attention_work_size(n_ctx, self.head_dim), f32)
+        self.x = <float *><size_t>self.x_arr.ctypes.data
+        self.xb = <float *><size_t>self.xb_arr.ctypes.data
+        self.q = <float *><size_t>self.q_arr.ctypes.data
+        self.k = <float *><size_t>self.k_arr.ctypes.data
+        self.v = <float *><size_t>self.v_arr.ctypes.data
+        self.att = <float *><size_t>self.att_arr.ctypes.data
+        self.hb = <float *><size_t>self.hb_arr.ctypes.data
+        self.hb2 = <float *><size_t>self.hb2_arr.ctypes.data
+        self.kc = <llp_fp16 *><size_t>self.kcache.ctypes.data
+        self.vc = <llp_fp16 *><size_t>self.vcache.ctypes.data
+        self.pos = <int32_t *><size_t>self.pos_arr.ctypes.data
+        self.work = <void *><size_t>self.work_arr.ctypes.data
+        self.attn_work = <float *><size_t>self.attn_work_arr.ctypes.data
+
+    def forward(self, const int32_t[::1] tokens not None, int pos0, float[:, ::1] logits not None,
+                bint all_logits=False, int n_threads=1, isa=None):
+        """Run tokens (at positions pos0, pos0 + 1, ...) through the model, filling the KV cache.
+
+        logits: (len(tokens), n_vocab) when all_logits, else (1, n_vocab) for the last token.
+        At most n_batch tokens per call (the driver splits longer inputs).
+        """
+        cdef const llp_kernels *kern = _table(isa)
+        cdef int64_t n = tokens.shape[0], t, i
+        cdef int l, rc = 0
+        if n < 1 or n > self.n_batch:
+            raise ValueError(f"need 1 to {self.n_batch} tokens per call, got {n}")
+        if pos0 < 0 or pos0 + n > self.n_ctx:
+            raise ValueError(f"positions {pos0}..{pos0 + n - 1} do not fit the context of {self.n_ctx}")
+        if logits.shape[0] != (n if all_logits else 1) or logits.shape[1] != self.n_vocab:
+            raise ValueError("logits buffer has the wrong shape")
+        if n_threads < 1 or n_threads > self.max_threads:
+            raise ValueError(f"n_threads must be 1..{self.max_threads}")
+        for t in range(n):
+            if tokens[t] < 0 or tokens[t] >= self.n_vocab:
+                raise ValueError(f"token id {tokens[t]} is out of range (vocabulary of {self.n_vocab})")
+            self.pos[t] = pos0 + t
+
+        cdef int d = self.n_embd, dq = self.n_head * self.head_dim, dkv = self.n_kv_head * self.head_dim
+        cdef int ff = self.n_ff, hd = self.head_dim
+        cdef float eps = self.eps, scale = 1.0 / sqrtf(<float>self.head_dim)
+        cdef const llp_layer *L
+        cdef llp_fp16 *kc_l
+        cdef llp_fp16 *vc_l
+        cdef float *x = self.x
+        cdef float *xb = self.xb
+        cdef int64_t nf = n           # rows that go on through the FFN (narrowed in the last layer)
+        cdef int64_t n_out = n if all_logits else 1
+        with nogil:
+            # x = token_embd[tokens]
+            rc |= llp_get_rows(self.tok_embd.type, self.tok_embd.data, self.tok_embd.stride, d, &tokens[0], n, x)
+            for l in range(self.n_layer):
+                L = &self.layers[l]
+                kc_l = self.kc + <int64_t>l * self.n_ctx * dkv
+                vc_l = self.vc + <int64_t>l * self.n_ctx * dkv
+                # xb = rmsnorm(x) * attn_norm
+                llp_rmsnorm(x, L.attn_norm, xb, d, n, eps)
+                # q, k, v = xb Wq^T, xb Wk^T, xb Wv^T
+                rc |= _mm(kern, &L.wq, xb, n, self.q, dq, self.work, n_threads)
+                rc |= _mm(kern, &L.wk, xb, n, self.k, dkv, self.work, n_threads)
+                rc |= _mm(kern, &L.wv, xb, n, self.v, dkv, self.work, n_threads)
+                # q, k = rope(q, pos), rope(k, pos)
+                rc |= llp_rope(self.q, n, dq, self.n_head, hd, self.rope_dims, self.pos, self.rope_base, self.rope_neox)
+                rc |= llp_rope(self.k, n, dkv, self.n_kv_head, hd, self.rope_dims, self.pos, self.rope_base, self.rope_neox)
+                # K cache[pos], V cache[pos] = f16(k), f16(v)
+                llp_f32_to_f16_row(self.k, kc_l + pos0 * dkv, n * dkv)
+                llp_f32_to_f16_row(self.v, vc_l + pos0 * dkv, n * dkv)
+                # att = softmax(q K^T / sqrt(head_dim) + causal mask) V, per head (GQA: K/V head = h / group)
+                llp_attention(self.q, dq, kc_l, vc_l, dkv, self.att, dq, n, pos0, self.n_head, self.n_kv_head,
+                              hd, scale, self.n_ctx, self.attn_work, n_threads)
+                # last layer: only the rows whose logits are wanted go on
+                if l == self.n_layer - 1 and not all_logits:
+                    x = self.x + (n - 1) * d
+                    nf = 1
+                    for i in range(dq):
+                        self.att[i] = self.att[(n - 1) * dq + i]
+                # x += att Wo^T
+                rc |= _mm(kern, &L.wo, self.att, nf, xb, d, self.work, n_threads)
+                llp_add(x, xb, nf * d)
+                # xb = rmsnorm(x) * ffn_norm
+                llp_rmsnorm(x, L.ffn_norm, xb, d, nf, eps)
+                # hb = silu(xb Wgate^T) * (xb Wup^T)
+                rc |= _mm(kern, &L.w_gate, xb, nf, self.hb, ff, self.work, n_threads)
+                rc |= _mm(kern, &L.w_up, xb, nf, self.hb2, ff, self.work, n_threads)
+                llp_swiglu(self.hb, self.hb2, self.hb, nf * ff)
+                # x += hb Wdown^T
+                rc |= _mm(kern, &L.w_down, self.hb, nf, xb, d, self.work, n_threads)
+                llp_add(x, xb, nf * d)
+            # logits = (rmsnorm(x) * output_norm) Wout^T
+            llp_rmsnorm(x, self.output_norm, xb, d, n_out, eps)
+            rc |= _mm(kern, &self.output, xb, n_out, &logits[0, 0], self.n_vocab, self.work, n_threads)
+        if rc:
+            raise RuntimeError("a kernel failed in the forward pass (unsupported weight type?)")
+
+
+# ---- single ops, for tests and experiments (the forward pass calls the C functions directly) ----
+
+def op_rmsnorm(const float[:, ::1] x not None, const float[::1] w not None, float eps):
+    """rmsnorm(x) * w, row by row: a new (rows, n) float32 array."""
+    import numpy as np
+    if w.shape[0] != x.shape[1]:
+        raise ValueError("weight length must match the row length")
+    out = np.empty((x.shape[0], x.shape[1]), np.float32)
+    cdef float[:, ::1] y = out
+    if x.shape[0] and x.shape[1]:
+        with nogil:
+            llp_rmsnorm(&x[0, 0], &w[0], &y[0, 0], x.shape[1], x.shape[0], eps)
+    return out
+
+
+def op_rope(float[:, ::1] x not None, const int32_t[::1] pos not None, int n_head, int head_dim, int n_dims,
+            float base, bint neox):
+    """Rotate x (n_tok, n_head * head_dim) in place, token t at position pos[t]."""
+    cdef int rc = 0
+    if pos.shape[0] != x.shape[0] or x.shape[1] != n_head * head_dim:
+        raise ValueError("inconsistent rope arguments")
+    if x.shape[0]:
+        with nogil:
+            rc = llp_rope(&x[0, 0], x.shape[0], x.shape[1], n_head, head_dim, n_dims, &pos[0], base, neox)
+    if rc:
+        raise ValueError(f"cannot rotate {n_dims} dims of heads of {head_dim}")
+
+
+def op_swiglu(const float[::1] g not None, const float[::1] u not None):
+    """silu(g) * u as a new float32 array."""
+    import numpy as np
+    if g.shape[0] != u.shape[0]:
+        raise ValueError("g and u differ in length")
+    out = np.empty(g.shape[0], np.float32)
+    cdef float[::1] y = out
+    if g.shape[0]:
+        with nogil:
+            llp_swiglu(&g[0], &u[0], &y[0], g.shape[0])
+    return out
+
+
+def op_attention(const float[:, ::1] q not None, const uint16_t[:, ::1] kc not None,
+                 const uint16_t[:, ::1] vc not None, int pos0, int n_head, int n_kv_head, int head_dim,
+                 int n_threads=1):
+    """Causal GQA attention of q (n_tok, n_head * head_dim) at positions pos0.. over the f16 caches
+    kc, vc (n_ctx, n_kv_head * head_dim, as uint16 bits): a new (n_tok, n_head * head_dim) array."""
+    import numpy as np
+    cdef int64_t n = q.shape[0], n_ctx = kc.shape[0]
+    if q.shape[1] != n_head * head_dim or kc.shape[1] != n_kv_head * head_dim or vc.shape[0] != n_ctx \
+            or vc.shape[1] != kc.shape[1] or n_head % n_kv_head or pos0 < 0 or pos0 + n > n_ctx or n_threads < 1:
+        raise ValueError("inconsistent attention arguments")
+    out = np.empty((n, n_head * head_dim), np.float32)
+    work_arr = np.empty(n_threads * llp_attention_work_size(n_ctx, head_dim), np.float32)
+    cdef float[:, ::1] y = out
+    cdef float[::1] work = work_arr
+    cdef float scale = 1.0 / sqrtf(<float>head_dim)
+    if n:
+        with nogil:
+            llp_attention(&q[0, 0], q.shape[1], <const llp_fp16 *>&kc[0, 0], <const llp_fp16 *>&vc[0, 0],
+                          kc.shape[1], &y[0, 0], y.shape[1], n, pos0, n_head, n_kv_head, head_dim, scale,
+                          n_ctx, &work[0], n_threads)
+    return out

@@ -1,0 +1,56 @@
+/* The non-matmul operations of a transformer forward pass (ops.c).
+ *
+ * All are plain C over caller-owned buffers: no allocation, no global state, callable without the GIL.
+ * Numerics follow llama.cpp's CPU backend (ggml) on the classic (non flash) attention path:
+ *   rms_norm sums squares in double; RoPE angles come from the same running product ggml's rope cache
+ *   uses; K and V live in an f16 cache; Q is rounded to f16 before Q.K; the softmax runs in f32 with a
+ *   double sum; the probabilities are rounded to f16 before they weight V. */
+#ifndef LLP_OPS_H
+#define LLP_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "blocks.h"
+
+/* y[r, i] = x[r, i] / sqrt(mean_i(x[r]^2) + eps) * w[i], for n_rows rows of n (y may be x) */
+void llp_rmsnorm(const float *x, const float *w, float *y, int64_t n, int64_t n_rows, float eps);
+
+/* Rotary embedding in place on x[t, h, :] (n_tok x n_head x head_dim floats, rows of row_stride floats),
+ * token t at position pos[t]. The first n_dims of each head rotate; theta_i = pos * base^(-2i/n_dims).
+ * neox = 0: llama's "normal" mode, pairs (2i, 2i+1); neox = 1: pairs (i, i + n_dims/2).
+ * Returns nonzero (and does nothing) unless n_dims is even, <= head_dim and <= 1024. */
+int llp_rope(float *x, int64_t n_tok, int64_t row_stride, int n_head, int head_dim, int n_dims,
+              const int32_t *pos, float base, int neox);
+
+/* out[t, :] = row ids[t] of W (type `type`, rows of `cols` elements, w_stride bytes apart) as floats */
+int llp_get_rows(int type, const void *W, size_t w_stride, int64_t cols, const int32_t *ids, int64_t n,
+                 float *out);
+
+/* out[i] = silu(g[i]) * u[i] = g[i] / (1 + exp(-g[i])) * u[i]   (out may alias g or u) */
+void llp_swiglu(const float *g, const float *u, float *out, int64_t n);
+
+/* x[i] += y[i] */
+void llp_add(float *x, const float *y, int64_t n);
+
+/* x[i] *= s */
+void llp_scale(float *x, float s, int64_t n);
+
+/* dst[i] = f16(src[i]) */
+void llp_f32_to_f16_row(const float *src, llp_fp16 *dst, int64_t n);
+
+/* Scratch floats llp_attention needs per thread for contexts of up to n_ctx positions. */
+size_t llp_attention_work_size(int64_t n_ctx, int head_dim);
+
+/* Causal multi-head attention with grouped K/V heads over an f16 cache.
+ *   q:   n_tok x (n_head * head_dim) floats, rows q_stride floats apart (already rotated)
+ *   k,v: the layer's cache, position p's row at k + p * kv_stride (n_kv_head * head_dim halves);
+ *        positions 0 .. pos0 + n_tok - 1 must be filled
+ *   out: n_tok x (n_head * head_dim) floats, rows out_stride floats apart
+ * Query token t sits at position pos0 + t and sees positions 0 .. pos0 + t; head h reads K/V head
+ * h / (n_head / n_kv_head). scores = (f16(q) . k) * scale, p = softmax(scores), out = f16(p) . v.
+ * work: n_threads * llp_attention_work_size(n_ctx, head_dim) floats. */
+void llp_attention(const float *q, int64_t q_stride, const llp_fp16 *k, const llp_fp16 *v, int64_t kv_stride,
+                   float *out, int64_t out_stride, int64_t n_tok, int64_t pos0, int n_head, int n_kv_head,
+                   int head_dim, float scale, int64_t n_ctx, float *work, int n_threads);
+
+#endif

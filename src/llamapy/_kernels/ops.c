@@ -1,0 +1,168 @@
+/* Forward-pass operations other than the matmul: see include/ops.h for the contracts. */
+#include <math.h>
+#include <string.h>
+
+#include "include/kernels.h"
+#include "include/ops.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define LOAD_ACQUIRE(p) __atomic_load_n(p, __ATOMIC_ACQUIRE)
+#define STORE_RELEASE(p, v) __atomic_store_n(p, v, __ATOMIC_RELEASE)
+#else
+#define LOAD_ACQUIRE(p) (*(volatile int *)(p))
+#define STORE_RELEASE(p, v) (*(volatile int *)(p) = (v))
+#endif
+
+/* ---- f16 -> f32 through a table (as ggml does): one load per element on every ISA ---- */
+
+static float f16_table[1 << 16];
+static int f16_table_ready;
+
+static void f16_table_init(void) {
+    if (LOAD_ACQUIRE(&f16_table_ready)) return;
+    #pragma omp critical(llp_f16_table)
+    {
+        if (!f16_table_ready) {
+            for (uint32_t i = 0; i < (1u << 16); i++) f16_table[i] = llp_fp16_to_f32((llp_fp16)i);
+            STORE_RELEASE(&f16_table_ready, 1);
+        }
+    }
+}
+
+void llp_rmsnorm(const float *x, const float *w, float *y, int64_t n, int64_t n_rows, float eps) {
+    for (int64_t r = 0; r < n_rows; r++) {
+        const float *xr = x + r * n;
+        float *yr = y + r * n;
+        double sum = 0.0;                                  /* ggml sums the squares in double */
+        for (int64_t i = 0; i < n; i++) sum += (double)(xr[i] * xr[i]);
+        const float mean = (float)(sum / (double)n);
+        const float s = 1.0f / sqrtf(mean + eps);
+        for (int64_t i = 0; i < n; i++) yr[i] = (xr[i] * s) * w[i];  /* rms_norm, then mul by weight */
+    }
+}
+
+int llp_rope(float *x, int64_t n_tok, int64_t row_stride, int n_head, int head_dim, int n_dims,
+              const int32_t *pos, float base, int neox) {
+    const float theta_scale = powf(base, -2.0f / (float)n_dims);
+    float cs[2 * 512];                                     /* (cos, sin) per pair: n_dims <= 1024 */
+    if (n_dims > 1024 || n_dims > head_dim || n_dims % 2) return 1;
+    for (int64_t t = 0; t < n_tok; t++) {
+        /* theta_i = pos * theta_scale^i, built by the same running product as ggml's rope cache */
+        float theta = (float)pos[t];
+        for (int i = 0; i < n_dims / 2; i++) {
+            cs[2 * i] = cosf(theta);
+            cs[2 * i + 1] = sinf(theta);
+            theta *= theta_scale;
+        }
+        for (int h = 0; h < n_head; h++) {
+            float *v = x + t * row_stride + (int64_t)h * head_dim;
+            for (int i = 0; i < n_dims / 2; i++) {
+                const int a = neox ? i : 2 * i, b = neox ? i + n_dims / 2 : 2 * i + 1;
+                const float c = cs[2 * i], s = cs[2 * i + 1], x0 = v[a], x1 = v[b];
+                v[a] = x0 * c - x1 * s;
+                v[b] = x0 * s + x1 * c;
+            }
+        }
+    }
+    return 0;
+}
+
+int llp_get_rows(int type, const void *W, size_t w_stride, int64_t cols, const int32_t *ids, int64_t n,
+                 float *out) {
+    if (type < 0 || type >= LLP_TYPE_COUNT || llp_types[type].to_float == NULL) return 1;
+    for (int64_t t = 0; t < n; t++)
+        llp_types[type].to_float((const uint8_t *)W + (size_t)ids[t] * w_stride, out + t * cols, cols);
+    return 0;
+}
+
+void llp_swiglu(const float *g, const float *u, float *out, int64_t n) {
+    for (int64_t i = 0; i < n; i++) out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+void llp_add(float *x, const float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+void llp_scale(float *x, float s, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] *= s;
+}
+
+void llp_f32_to_f16_row(const float *src, llp_fp16 *dst, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = llp_f32_to_fp16(src[i]);
+}
+
+size_t llp_attention_work_size(int64_t n_ctx, int head_dim) {
+    return (size_t)n_ctx + 2 * (size_t)head_dim;
+}
+
+/* sum_i a[i] * f16(b[i]), 8 running sums (the order differs from ggml's SIMD lanes only in rounding) */
+static inline float dot_f32_f16(const float *a, const llp_fp16 *b, int n) {
+    float acc[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += a[i + j] * f16_table[b[i + j]];
+    for (; i < n; i++) acc[0] += a[i] * f16_table[b[i]];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+/* one query row of one head against positions 0 .. n_kv - 1 */
+static void attend_one(const float *q, const llp_fp16 *k, const llp_fp16 *v, int64_t kv_stride, float *out,
+                       int64_t n_kv, int head_dim, float scale, float *work) {
+    float *qh = work;                   /* [head_dim] q rounded through f16 */
+    float *acc = work + head_dim;       /* [head_dim] f32 accumulator of p . V */
+    float *p = work + 2 * head_dim;     /* [n_kv] scores, then probabilities */
+    for (int d = 0; d < head_dim; d++) qh[d] = f16_table[llp_f32_to_fp16(q[d])];
+    /* scores_j = (q . k_j) * scale */
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < n_kv; j++) {
+        p[j] = dot_f32_f16(qh, k + j * kv_stride, head_dim) * scale;
+        if (p[j] > mx) mx = p[j];
+    }
+    /* p = softmax(scores): exp in f32, sum in double */
+    double sum = 0.0;
+    for (int64_t j = 0; j < n_kv; j++) {
+        p[j] = expf(p[j] - mx);
+        sum += (double)p[j];
+    }
+    const float inv = (float)(1.0 / sum);
+    /* out = f16(p) . V */
+    memset(acc, 0, sizeof(float) * (size_t)head_dim);
+    for (int64_t j = 0; j < n_kv; j++) {
+        const float pj = f16_table[llp_f32_to_fp16(p[j] * inv)];
+        const llp_fp16 *vj = v + j * kv_stride;
+        for (int d = 0; d < head_dim; d++) acc[d] += pj * f16_table[vj[d]];
+    }
+    memcpy(out, acc, sizeof(float) * (size_t)head_dim);
+}
+
+void llp_attention(const float *q, int64_t q_stride, const llp_fp16 *k, const llp_fp16 *v, int64_t kv_stride,
+                   float *out, int64_t out_stride, int64_t n_tok, int64_t pos0, int n_head, int n_kv_head,
+                   int head_dim, float scale, int64_t n_ctx, float *work, int n_threads) {
+    f16_table_init();
+    const int group = n_head / n_kv_head;
+    const int64_t n_items = n_tok * n_head;
+    const size_t wsize = llp_attention_work_size(n_ctx, head_dim);
+    if (n_threads < 1) n_threads = 1;
+    if (n_items < n_threads) n_threads = (int)n_items;
+    /* every (token, head) is computed whole by one thread: results do not depend on n_threads */
+    #pragma omp parallel num_threads(n_threads) if (n_threads > 1)
+    {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        float *w = work + (size_t)tid * wsize;
+        #pragma omp for schedule(dynamic, 1)
+        for (int64_t it = 0; it < n_items; it++) {
+            const int64_t t = it / n_head;
+            const int h = (int)(it % n_head), kh = h / group;
+            attend_one(q + t * q_stride + (int64_t)h * head_dim, k + (int64_t)kh * head_dim,
+                       v + (int64_t)kh * head_dim, kv_stride, out + t * out_stride + (int64_t)h * head_dim,
+                       pos0 + t + 1, head_dim, scale, w);
+        }
+    }
+}

@@ -1,0 +1,61 @@
+"""Hyperparameters of a model, read from its GGUF metadata (`{arch}.*` keys, as llama.cpp names them)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Architectures whose RoPE rotates pairs (i, i + n_dims/2) ("neox" mode); the rest rotate (2i, 2i+1).
+NEOX_ROPE_ARCHES = {"gemma", "gemma2", "gemma3", "qwen2", "qwen3", "phi2", "phi3", "gptneox", "falcon", "stablelm"}
+
+SUPPORTED_ARCHES = {"llama"}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str
+    n_layer: int        # transformer blocks
+    n_embd: int         # model width
+    n_head: int         # query heads
+    n_kv_head: int      # key/value heads (GQA when < n_head)
+    head_dim: int       # width of one head
+    n_ff: int           # feed-forward hidden width
+    n_vocab: int
+    n_ctx_train: int    # context length the model was trained for
+    rms_eps: float
+    rope_base: float    # theta_i = pos * rope_base^(-2i/rope_dims)
+    rope_dims: int      # leading dims of each head that rotate
+    rope_neox: bool
+
+    @classmethod
+    def from_gguf(cls, reader) -> "ModelConfig":
+        arch = reader.get("general.architecture")
+        if arch is None:
+            raise ValueError(f"{reader.path}: no general.architecture")
+
+        def key(name, default=None, required=True):
+            value = reader.get(f"{arch}.{name}", default)
+            if value is None and required:
+                raise ValueError(f"{reader.path}: missing metadata {arch}.{name}")
+            return value
+
+        n_embd = int(key("embedding_length"))
+        n_head = int(key("attention.head_count"))
+        n_kv_head = int(key("attention.head_count_kv", n_head))
+        head_dim = int(key("attention.key_length", n_embd // n_head))
+        n_vocab = reader.get(f"{arch}.vocab_size")
+        if n_vocab is None:
+            n_vocab = reader.tensor("token_embd.weight").shape[1]
+        return cls(
+            arch=arch,
+            n_layer=int(key("block_count")),
+            n_embd=n_embd,
+            n_head=n_head,
+            n_kv_head=n_kv_head,
+            head_dim=head_dim,
+            n_ff=int(key("feed_forward_length")),
+            n_vocab=int(n_vocab),
+            n_ctx_train=int(key("context_length", 2048)),
+            rms_eps=float(key("attention.layer_norm_rms_epsilon", 1e-5)),
+            rope_base=float(key("rope.freq_base", 10000.0)),
+            rope_dims=int(key("rope.dimension_count", head_dim)),
+            rope_neox=arch in NEOX_ROPE_ARCHES,
+        )

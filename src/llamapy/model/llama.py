@@ -1,0 +1,61 @@
+"""The llama-architecture driver: load a GGUF model and evaluate tokens into logits.
+
+    model = Model(path, n_ctx=512, n_threads=2)
+    logits = model.eval(prompt_ids, pos=0)            # (1, n_vocab): the last token's logits
+    logits = model.eval([next_id], pos=len(prompt_ids))
+
+Weights stay in the file's memory map. The KV cache and activation buffers are allocated once here;
+each eval call runs every layer in C (llamapy._kernels._ops.LlamaForward) without Python in the loop.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from llamapy._kernels import _ops
+from llamapy.gguf import GGUFReader
+from llamapy.model.config import SUPPORTED_ARCHES, ModelConfig
+from llamapy.model.weights import LlamaWeights
+from llamapy.runtime import effective_n_threads
+
+
+class Model:
+    def __init__(self, path, n_ctx: int = 2048, n_batch: int = 512, n_threads: int | None = None):
+        self.reader = GGUFReader(path)
+        self.config = cfg = ModelConfig.from_gguf(self.reader)
+        if cfg.arch not in SUPPORTED_ARCHES:
+            raise ValueError(f"{path}: architecture {cfg.arch!r} is not supported yet "
+                             f"(supported: {', '.join(sorted(SUPPORTED_ARCHES))})")
+        self.n_threads = effective_n_threads(n_threads)
+        self.n_ctx = n_ctx
+        self.weights = w = LlamaWeights.from_gguf(self.reader, cfg)
+        self._fwd = _ops.LlamaForward(
+            dict(n_layer=cfg.n_layer, n_embd=cfg.n_embd, n_head=cfg.n_head, n_kv_head=cfg.n_kv_head,
+                 head_dim=cfg.head_dim, n_ff=cfg.n_ff, n_vocab=cfg.n_vocab, rms_eps=cfg.rms_eps,
+                 rope_base=cfg.rope_base, rope_dims=cfg.rope_dims, rope_neox=int(cfg.rope_neox)),
+            [layer.spec() for layer in w.layers], w.token_embd.spec(), w.output_norm.ctypes.data,
+            w.output.spec(), n_ctx, n_batch, self.n_threads, keep=(self.reader, w))
+        self.n_batch = self._fwd.n_batch
+        self.n_vocab = cfg.n_vocab
+
+    def eval(self, tokens, pos: int, all_logits: bool = False, n_threads: int | None = None) -> np.ndarray:
+        """Evaluate tokens at positions pos, pos + 1, ... (their K/V go into the cache there; positions
+        before pos must already be filled). Returns float32 logits, shape (len(tokens), n_vocab) when
+        all_logits, else (1, n_vocab) for the last token. Inputs longer than n_batch go in chunks."""
+        ids = np.ascontiguousarray(tokens, dtype=np.int32).reshape(-1)
+        n = ids.shape[0]
+        if n == 0:
+            raise ValueError("no tokens to evaluate")
+        if pos < 0 or pos + n > self.n_ctx:
+            raise ValueError(f"positions {pos}..{pos + n - 1} do not fit the context of {self.n_ctx}")
+        threads = self.n_threads if n_threads is None else min(n_threads, self.n_threads)
+        out = np.empty((n if all_logits else 1, self.n_vocab), dtype=np.float32)
+        for start in range(0, n, self.n_batch):
+            chunk = ids[start:start + self.n_batch]
+            last = start + chunk.shape[0] == n
+            if all_logits:
+                self._fwd.forward(chunk, pos + start, out[start:start + chunk.shape[0]], True, threads)
+            elif last:
+                self._fwd.forward(chunk, pos + start, out, False, threads)
+            else:
+                self._fwd.forward(chunk, pos + start, np.empty((1, self.n_vocab), np.float32), False, threads)
+        return out
