@@ -17,7 +17,7 @@ ISAS = _ops.available_isas()
 # Paths that must have 4-row kernels (so these tests cannot pass by finding none).
 EXPECTED = {
     "avx512": (T.Q5_0, T.Q5_1),
-    "avx512vnni": (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.IQ4_NL),
+    "avx512vnni": (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.IQ4_NL, T.Q4_K),
 }
 BLOCK_COUNTS = (1, 2, 3, 4, 5, 7, 8, 17, 18, 20, 64)
 
@@ -58,12 +58,12 @@ def test_vec_dot4_is_vec_dot_row_by_row(t, isa):
 @pytest.mark.skipif(not CASES, reason="no 4-row kernels on this CPU")
 @pytest.mark.parametrize("t,isa", CASES)
 def test_matmul_with_4_row_groups_and_leftover_rows(t, isa):
-    """Row counts around multiples of 4 and of the 16-row blocks: every output is vec_dot's bits, with
-    1 and 2 threads."""
+    """Row counts around multiples of 4 and of the 16-row blocks, and some that split into several chunks
+    per thread: every output is vec_dot's bits, with 1 and 2 threads."""
     rng = np.random.default_rng(7500 + int(t))
     n = 18 * kd.block_elems(t)
     vdt = kd.vec_dot_type(t)
-    for rows in (3, 4, 5, 17, 35):
+    for rows in (3, 4, 5, 17, 35, 150):
         W = np.stack([kd.random_weights(t, n, rng) for _ in range(rows)])
         X = kd.random_floats(2 * n, rng).reshape(2, n)
         work = np.zeros(_ops.matmul_work_size(int(t), n, 2), dtype=np.uint8)

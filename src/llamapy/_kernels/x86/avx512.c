@@ -173,9 +173,10 @@ INLINE __m128i k4_scales_mins(const uint8_t *p) {
                           (int)(w[1] & m6), (int)(((w[2] >> 4) & m4) | ((w[1] >> 6) & m2) << 4));
 }
 
-/* sum_j min_j * (sum of y over sub-block j of 32) for the 8 mins in bytes 8-15 of sm, as 8 int32 */
-INLINE __m256i k4_min_dot(__m128i sm, const int16_t *bsums) {
-    return _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm)), load256(bsums));
+/* sum_j min_j * (sum of y over sub-block j of 32) for the 8 mins in bytes 8-15 of sm, as 8 int32; bsums: the 16
+ * bsums of q8_K (pairs of 16 make the sub-block sums) */
+INLINE __m256i k4_min_dot(__m128i sm, __m256i bsums) {
+    return _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm)), bsums);
 }
 
 /* The 12 scale bytes of q3_K -> its 16 six-bit scales: low 4 bits from the nibbles of bytes 0-7 (scales
@@ -483,28 +484,45 @@ static void K(vec_dot_q2_K_q8_K)(int n, float *restrict s, const void *restrict 
     *s = hsum256(_mm256_sub_ps(acc, accm));
 }
 
-/* q4_K . q8_K: dy * (d * sum_j sc_j * (q . y)_j - dmin * sum_j m_j * ysum_j), 8 sub-blocks of 32 */
-static void K(vec_dot_q4_K_q8_K)(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
-    const block_q4_K *x = vx;
+/* q4_K . q8_K: dy * (d * sum_j sc_j * (q . y)_j - dmin * sum_j m_j * ysum_j), 8 sub-blocks of 32.
+ * R rows (bx bytes apart) at once share the activation loads and the bsums; R = 1 is the single-row
+ * kernel, so each row sees the same operations either way. */
+INLINE void K(dot_rows_q4_K)(int n, float *s, int R, const void *vx, size_t bx, const void *vy) {
+    const char *x = vx;
     const block_q8_K *y = vy;
     const __m256i low4 = _mm256_set1_epi8(0x0f);
-    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    __m256 acc[4], accm[4];
+    for (int r = 0; r < R; r++) acc[r] = accm[r] = _mm256_setzero_ps();
     for (int i = 0; i < n / QK_K; i++) {
-        const __m128i sm = k4_scales_mins(x[i].scales);
-        const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
-        __m256i sum = _mm256_setzero_si256();
-        for (int j = 0; j < 4; j++) {
-            const __m256i q = load256(x[i].qs + 32 * j);
-            const int8_t *qy = y[i].qs + 64 * j;
-            sum = _mm256_add_epi32(sum, SCALED2(_mm256_and_si256(q, low4), load256(qy),
-                                                _mm256_and_si256(_mm256_srli_epi16(q, 4), low4), load256(qy + 32),
-                                                sc, 2 * j, 2 * j, 2 * j + 1, 2 * j + 1));
+        prefetch_ahead(R, x, bx, (size_t)i * sizeof(block_q4_K), sizeof(block_q4_K));
+        const block_q4_K *xr[4];
+        __m128i sm[4];
+        __m256i sc[4], sum[4];
+        for (int r = 0; r < R; r++) {
+            xr[r] = (const block_q4_K *)(x + r * bx) + i;
+            sm[r] = k4_scales_mins(xr[r]->scales);
+            sc[r] = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm[r]));
+            sum[r] = _mm256_setzero_si256();
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * y[i].d), _mm256_cvtepi32_ps(sum), acc);
-        accm = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].dmin) * y[i].d), _mm256_cvtepi32_ps(k4_min_dot(sm, y[i].bsums)), accm);
+        for (int j = 0; j < 4; j++) {
+            const int8_t *qy = y[i].qs + 64 * j;
+            const __m256i y0 = load256(qy), y1 = load256(qy + 32);
+            for (int r = 0; r < R; r++) {
+                const __m256i q = load256(xr[r]->qs + 32 * j);
+                sum[r] = _mm256_add_epi32(sum[r], SCALED2(_mm256_and_si256(q, low4), y0, _mm256_and_si256(_mm256_srli_epi16(q, 4), low4), y1,
+                                                          sc[r], 2 * j, 2 * j, 2 * j + 1, 2 * j + 1));
+            }
+        }
+        const __m256i bsums = load256(y[i].bsums);
+        for (int r = 0; r < R; r++) {
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(xr[r]->d) * y[i].d), _mm256_cvtepi32_ps(sum[r]), acc[r]);
+            accm[r] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(xr[r]->dmin) * y[i].d), _mm256_cvtepi32_ps(k4_min_dot(sm[r], bsums)), accm[r]);
+        }
     }
-    *s = hsum256(_mm256_sub_ps(acc, accm));
+    for (int r = 0; r < R; r++) s[r] = hsum256(_mm256_sub_ps(acc[r], accm[r]));
 }
+
+ROW_KERNELS(vec_dot_q4_K_q8_K, K(dot_rows_q4_K), vy)
 
 /* q5_K . q8_K: q4_K with a 5th bit per element (bit 2j of qh for sub-block 2j, 2j+1 for 2j+1) */
 static void K(vec_dot_q5_K_q8_K)(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
@@ -528,7 +546,7 @@ static void K(vec_dot_q5_K_q8_K)(int n, float *restrict s, const void *restrict 
             sum = _mm256_add_epi32(sum, SCALED2(q0, load256(qy), q1, load256(qy + 32), sc, 2 * j, 2 * j, 2 * j + 1, 2 * j + 1));
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * y[i].d), _mm256_cvtepi32_ps(sum), acc);
-        accm = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].dmin) * y[i].d), _mm256_cvtepi32_ps(k4_min_dot(sm, y[i].bsums)), accm);
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].dmin) * y[i].d), _mm256_cvtepi32_ps(k4_min_dot(sm, load256(y[i].bsums))), accm);
     }
     *s = hsum256(_mm256_sub_ps(acc, accm));
 }
@@ -578,7 +596,7 @@ void K(llp_register)(llp_kernels *k) {
     SET4(LLP_IQ4_NL, vec_dot_iq4_nl_q8_0);
     SET(LLP_Q2_K, vec_dot_q2_K_q8_K);
     SET(LLP_Q3_K, vec_dot_q3_K_q8_K);
-    SET(LLP_Q4_K, vec_dot_q4_K_q8_K);
+    SET4(LLP_Q4_K, vec_dot_q4_K_q8_K);
     SET(LLP_Q5_K, vec_dot_q5_K_q8_K);
 #else
     /* the VNNI table inherits these */
