@@ -24,7 +24,6 @@ python=${PYTHON:-python3}
 .venv/bin/pip install -q --disable-pip-version-check -U pip "setuptools>=77" wheel
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
 
-# The main job: what the kernels found on this CPU, then the default model's metadata and tensors.
+# The main job: what the kernels found on this CPU, then a greedy completion on the default model.
 .venv/bin/llamapy info
-model=$(.venv/bin/llamapy fetch smollm2)
-.venv/bin/llamapy-gguf "$model"
+.venv/bin/llamapy-cli -p "The three primary colors are" -n 48 --temp 0
