@@ -1,4 +1,4 @@
-# Included from _ops.pyx: the transformer forward pass over a batch of tokens (llama architecture).
+# Included from _ops.pyx: the transformer forward passes over a batch of tokens (llama and gemma3 architectures).
 #
 # Weights stay where the GGUF memory map has them; the Python driver (llamapy.model.llama) hands over
 # their addresses once, and LlamaForward.forward runs every layer without the GIL, llama2.c style.
@@ -14,13 +14,16 @@ cdef extern from "include/ops.h" nogil:
     int llp_get_rows(int type, const void *W, size_t w_stride, int64_t cols, const int32_t *ids, int64_t n,
                      float *out)
     void llp_swiglu(const float *g, const float *u, float *out, int64_t n)
+    float llp_gelu_tanh(float x)
+    void llp_geglu(const float *g, const float *u, float *out, int64_t n)
+    void llp_softcap(float *x, float cap, int64_t n)
     void llp_add(float *x, const float *y, int64_t n)
     void llp_scale(float *x, float s, int64_t n)
     void llp_f32_to_f16_row(const float *src, llp_fp16 *dst, int64_t n)
     size_t llp_attention_work_size(int64_t n_ctx, int head_dim)
     void llp_attention(const float *q, int64_t q_stride, const llp_fp16 *k, const llp_fp16 *v, int64_t kv_stride,
                        float *out, int64_t out_stride, int64_t n_tok, int64_t pos0, int n_head, int n_kv_head,
-                       int head_dim, float scale, int64_t n_ctx, float *work, int n_threads)
+                       int head_dim, float scale, int64_t n_swa, int64_t n_ctx, float *work, int n_threads)
 
 
 cdef struct llp_matrix:         # one weight matrix in the mmap: rows x cols of `type`, `stride` bytes per row
@@ -39,6 +42,13 @@ cdef struct llp_layer:          # one transformer block
     llp_matrix w_gate           # [n_ff, n_embd]
     llp_matrix w_up             # [n_ff, n_embd]
     llp_matrix w_down           # [n_embd, n_ff]
+    # gemma3 only (NULL / 0 otherwise)
+    const float *q_norm         # [head_dim] RMSNorm weight of every query head
+    const float *k_norm         # [head_dim] RMSNorm weight of every key head
+    const float *post_attn_norm # [n_embd] on the attention output, before the residual add
+    const float *post_ffw_norm  # [n_embd] on the FFN output, before the residual add
+    float rope_base             # this layer's RoPE base
+    int64_t n_swa               # sliding-window size (0: attends to the whole context)
 
 
 cdef inline int _mm(const llp_kernels *k, const llp_matrix *W, const float *X, int64_t n, float *Y,
@@ -133,6 +143,8 @@ cdef class LlamaForward:
             self.layers[l].w_gate = _matrix(L["w_gate"], ff, d, f"layer {l} w_gate")
             self.layers[l].w_up = _matrix(L["w_up"], ff, d, f"layer {l} w_up")
             self.layers[l].w_down = _matrix(L["w_down"], d, ff, f"layer {l} w_down")
+            self.layers[l].rope_base = self.rope_base
+            self.layers[l].n_swa = 0
             for name in ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down"):
                 t, cols = L[name][1], L[name][3]
                 work = max(work, llp_matmul_work_size(t, cols, nb))
@@ -177,20 +189,9 @@ cdef class LlamaForward:
         At most n_batch tokens per call (the driver splits longer inputs).
         """
         cdef const llp_kernels *kern = _table(isa)
-        cdef int64_t n = tokens.shape[0], t, i
+        cdef int64_t n = tokens.shape[0], i
         cdef int l, rc = 0
-        if n < 1 or n > self.n_batch:
-            raise ValueError(f"need 1 to {self.n_batch} tokens per call, got {n}")
-        if pos0 < 0 or pos0 + n > self.n_ctx:
-            raise ValueError(f"positions {pos0}..{pos0 + n - 1} do not fit the context of {self.n_ctx}")
-        if logits.shape[0] != (n if all_logits else 1) or logits.shape[1] != self.n_vocab:
-            raise ValueError("logits buffer has the wrong shape")
-        if n_threads < 1 or n_threads > self.max_threads:
-            raise ValueError(f"n_threads must be 1..{self.max_threads}")
-        for t in range(n):
-            if tokens[t] < 0 or tokens[t] >= self.n_vocab:
-                raise ValueError(f"token id {tokens[t]} is out of range (vocabulary of {self.n_vocab})")
-            self.pos[t] = pos0 + t
+        self._check(tokens, pos0, logits, all_logits, n_threads)
 
         cdef int d = self.n_embd, dq = self.n_head * self.head_dim, dkv = self.n_kv_head * self.head_dim
         cdef int ff = self.n_ff, hd = self.head_dim
@@ -223,7 +224,7 @@ cdef class LlamaForward:
                 llp_f32_to_f16_row(self.v, vc_l + pos0 * dkv, n * dkv)
                 # att = softmax(q K^T / sqrt(head_dim) + causal mask) V, per head (GQA: K/V head = h / group)
                 llp_attention(self.q, dq, kc_l, vc_l, dkv, self.att, dq, n, pos0, self.n_head, self.n_kv_head,
-                              hd, scale, self.n_ctx, self.attn_work, n_threads)
+                              hd, scale, 0, self.n_ctx, self.attn_work, n_threads)
                 # last layer: only the rows whose logits are wanted go on
                 if l == self.n_layer - 1 and not all_logits:
                     x = self.x + (n - 1) * d
@@ -245,6 +246,124 @@ cdef class LlamaForward:
             # logits = (rmsnorm(x) * output_norm) Wout^T
             llp_rmsnorm(x, self.output_norm, xb, d, n_out, eps)
             rc |= _mm(kern, &self.output, xb, n_out, &logits[0, 0], self.n_vocab, self.work, n_threads)
+        if rc:
+            raise RuntimeError("a kernel failed in the forward pass (unsupported weight type?)")
+
+    cdef _check(self, const int32_t[::1] tokens, int pos0, float[:, ::1] logits, bint all_logits, int n_threads):
+        """Validate a forward call's arguments and fill self.pos with the batch's positions."""
+        cdef int64_t n = tokens.shape[0], t
+        if n < 1 or n > self.n_batch:
+            raise ValueError(f"need 1 to {self.n_batch} tokens per call, got {n}")
+        if pos0 < 0 or pos0 + n > self.n_ctx:
+            raise ValueError(f"positions {pos0}..{pos0 + n - 1} do not fit the context of {self.n_ctx}")
+        if logits.shape[0] != (n if all_logits else 1) or logits.shape[1] != self.n_vocab:
+            raise ValueError("logits buffer has the wrong shape")
+        if n_threads < 1 or n_threads > self.max_threads:
+            raise ValueError(f"n_threads must be 1..{self.max_threads}")
+        for t in range(n):
+            if tokens[t] < 0 or tokens[t] >= self.n_vocab:
+                raise ValueError(f"token id {tokens[t]} is out of range (vocabulary of {self.n_vocab})")
+            self.pos[t] = pos0 + t
+
+
+cdef class Gemma3Forward(LlamaForward):
+    """Gemma 3: the llama block plus an embedding scale, per-head RMSNorm of q and k before RoPE, RMSNorms on
+    the attention and FFN outputs before their residual adds, GEGLU, a RoPE base and a sliding window per
+    layer, a query scale, and optional final-logit soft-capping. (GGUF norm weights already hold 1 + w.)"""
+    cdef readonly float embd_scale, attn_scale, final_softcap
+
+    def __init__(self, dict cfg, list layers, tok_embd, output_norm, output, int n_ctx, int n_batch,
+                 int max_threads, keep=None):
+        """As LlamaForward, plus cfg: embd_scale (x = embedding * embd_scale), attn_scale (q is multiplied by
+        it before Q.K), final_softcap (0: none); and per layer: q_norm, k_norm, post_attn_norm,
+        post_ffw_norm (addresses of float32 vectors), rope_base, n_swa (0: global attention)."""
+        LlamaForward.__init__(self, cfg, layers, tok_embd, output_norm, output, n_ctx, n_batch, max_threads, keep)
+        cdef int l
+        self.embd_scale, self.attn_scale = cfg["embd_scale"], cfg["attn_scale"]
+        self.final_softcap = cfg.get("final_softcap", 0.0)
+        for l in range(self.n_layer):
+            L = layers[l]
+            for name in ("q_norm", "k_norm", "post_attn_norm", "post_ffw_norm"):
+                if not L.get(name):
+                    raise ValueError(f"layer {l}: {name} is missing")
+            self.layers[l].q_norm = <const float *><size_t>L["q_norm"]
+            self.layers[l].k_norm = <const float *><size_t>L["k_norm"]
+            self.layers[l].post_attn_norm = <const float *><size_t>L["post_attn_norm"]
+            self.layers[l].post_ffw_norm = <const float *><size_t>L["post_ffw_norm"]
+            self.layers[l].rope_base = L["rope_base"]
+            self.layers[l].n_swa = L["n_swa"]
+            if self.layers[l].n_swa < 0:
+                raise ValueError(f"layer {l}: negative sliding window")
+
+    def forward(self, const int32_t[::1] tokens not None, int pos0, float[:, ::1] logits not None,
+                bint all_logits=False, int n_threads=1, isa=None):
+        """As LlamaForward.forward."""
+        cdef const llp_kernels *kern = _table(isa)
+        cdef int64_t n = tokens.shape[0], i
+        cdef int l, rc = 0
+        self._check(tokens, pos0, logits, all_logits, n_threads)
+
+        cdef int d = self.n_embd, dq = self.n_head * self.head_dim, dkv = self.n_kv_head * self.head_dim
+        cdef int ff = self.n_ff, hd = self.head_dim
+        cdef float eps = self.eps
+        cdef const llp_layer *L
+        cdef llp_fp16 *kc_l
+        cdef llp_fp16 *vc_l
+        cdef float *x = self.x
+        cdef float *xb = self.xb
+        cdef int64_t nf = n           # rows that go on through the FFN (narrowed in the last layer)
+        cdef int64_t n_out = n if all_logits else 1
+        with nogil:
+            # x = token_embd[tokens] * sqrt(n_embd)
+            rc |= llp_get_rows(self.tok_embd.type, self.tok_embd.data, self.tok_embd.stride, d, &tokens[0], n, x)
+            llp_scale(x, self.embd_scale, n * d)
+            for l in range(self.n_layer):
+                L = &self.layers[l]
+                kc_l = self.kc + <int64_t>l * self.n_ctx * dkv
+                vc_l = self.vc + <int64_t>l * self.n_ctx * dkv
+                # xb = rmsnorm(x) * attn_norm
+                llp_rmsnorm(x, L.attn_norm, xb, d, n, eps)
+                # q, k, v = xb Wq^T, xb Wk^T, xb Wv^T
+                rc |= _mm(kern, &L.wq, xb, n, self.q, dq, self.work, n_threads)
+                rc |= _mm(kern, &L.wk, xb, n, self.k, dkv, self.work, n_threads)
+                rc |= _mm(kern, &L.wv, xb, n, self.v, dkv, self.work, n_threads)
+                # q, k = rmsnorm per head (q_norm, k_norm), then rope with this layer's base
+                llp_rmsnorm(self.q, L.q_norm, self.q, hd, n * self.n_head, eps)
+                llp_rmsnorm(self.k, L.k_norm, self.k, hd, n * self.n_kv_head, eps)
+                rc |= llp_rope(self.q, n, dq, self.n_head, hd, self.rope_dims, self.pos, L.rope_base, self.rope_neox)
+                rc |= llp_rope(self.k, n, dkv, self.n_kv_head, hd, self.rope_dims, self.pos, L.rope_base, self.rope_neox)
+                llp_scale(self.q, self.attn_scale, n * dq)
+                # K cache[pos], V cache[pos] = f16(k), f16(v)
+                llp_f32_to_f16_row(self.k, kc_l + pos0 * dkv, n * dkv)
+                llp_f32_to_f16_row(self.v, vc_l + pos0 * dkv, n * dkv)
+                # att = softmax(q K^T + causal / sliding-window mask) V (q already scaled)
+                llp_attention(self.q, dq, kc_l, vc_l, dkv, self.att, dq, n, pos0, self.n_head, self.n_kv_head,
+                              hd, 1.0, L.n_swa, self.n_ctx, self.attn_work, n_threads)
+                # last layer: only the rows whose logits are wanted go on
+                if l == self.n_layer - 1 and not all_logits:
+                    x = self.x + (n - 1) * d
+                    nf = 1
+                    for i in range(dq):
+                        self.att[i] = self.att[(n - 1) * dq + i]
+                # x += rmsnorm(att Wo^T) * post_attn_norm
+                rc |= _mm(kern, &L.wo, self.att, nf, xb, d, self.work, n_threads)
+                llp_rmsnorm(xb, L.post_attn_norm, xb, d, nf, eps)
+                llp_add(x, xb, nf * d)
+                # xb = rmsnorm(x) * ffn_norm
+                llp_rmsnorm(x, L.ffn_norm, xb, d, nf, eps)
+                # hb = gelu(xb Wgate^T) * (xb Wup^T)
+                rc |= _mm(kern, &L.w_gate, xb, nf, self.hb, ff, self.work, n_threads)
+                rc |= _mm(kern, &L.w_up, xb, nf, self.hb2, ff, self.work, n_threads)
+                llp_geglu(self.hb, self.hb2, self.hb, nf * ff)
+                # x += rmsnorm(hb Wdown^T) * post_ffw_norm
+                rc |= _mm(kern, &L.w_down, self.hb, nf, xb, d, self.work, n_threads)
+                llp_rmsnorm(xb, L.post_ffw_norm, xb, d, nf, eps)
+                llp_add(x, xb, nf * d)
+            # logits = (rmsnorm(x) * output_norm) Wout^T, soft-capped if the model says so
+            llp_rmsnorm(x, self.output_norm, xb, d, n_out, eps)
+            rc |= _mm(kern, &self.output, xb, n_out, &logits[0, 0], self.n_vocab, self.work, n_threads)
+            if self.final_softcap > 0:
+                llp_softcap(&logits[0, 0], self.final_softcap, n_out * self.n_vocab)
         if rc:
             raise RuntimeError("a kernel failed in the forward pass (unsupported weight type?)")
 
@@ -290,15 +409,35 @@ def op_swiglu(const float[::1] g not None, const float[::1] u not None):
     return out
 
 
+def op_geglu(const float[::1] g not None, const float[::1] u not None):
+    """gelu(g) * u (ggml's f16-table GELU) as a new float32 array."""
+    import numpy as np
+    if g.shape[0] != u.shape[0]:
+        raise ValueError("g and u differ in length")
+    out = np.empty(g.shape[0], np.float32)
+    cdef float[::1] y = out
+    if g.shape[0]:
+        with nogil:
+            llp_geglu(&g[0], &u[0], &y[0], g.shape[0])
+    return out
+
+
+def op_gelu_tanh(float x):
+    """The tanh-form GELU in float (what the GEGLU table holds, before rounding to f16)."""
+    return llp_gelu_tanh(x)
+
+
 def op_attention(const float[:, ::1] q not None, const uint16_t[:, ::1] kc not None,
                  const uint16_t[:, ::1] vc not None, int pos0, int n_head, int n_kv_head, int head_dim,
-                 int n_threads=1):
+                 int n_threads=1, int64_t n_swa=0):
     """Causal GQA attention of q (n_tok, n_head * head_dim) at positions pos0.. over the f16 caches
-    kc, vc (n_ctx, n_kv_head * head_dim, as uint16 bits): a new (n_tok, n_head * head_dim) array."""
+    kc, vc (n_ctx, n_kv_head * head_dim, as uint16 bits): a new (n_tok, n_head * head_dim) array.
+    n_swa > 0: each query sees only the last n_swa positions (itself included)."""
     import numpy as np
     cdef int64_t n = q.shape[0], n_ctx = kc.shape[0]
     if q.shape[1] != n_head * head_dim or kc.shape[1] != n_kv_head * head_dim or vc.shape[0] != n_ctx \
-            or vc.shape[1] != kc.shape[1] or n_head % n_kv_head or pos0 < 0 or pos0 + n > n_ctx or n_threads < 1:
+            or vc.shape[1] != kc.shape[1] or n_head % n_kv_head or pos0 < 0 or pos0 + n > n_ctx or n_threads < 1 \
+            or n_swa < 0:
         raise ValueError("inconsistent attention arguments")
     out = np.empty((n, n_head * head_dim), np.float32)
     work_arr = np.empty(n_threads * llp_attention_work_size(n_ctx, head_dim), np.float32)
@@ -309,5 +448,5 @@ def op_attention(const float[:, ::1] q not None, const uint16_t[:, ::1] kc not N
         with nogil:
             llp_attention(&q[0, 0], q.shape[1], <const llp_fp16 *>&kc[0, 0], <const llp_fp16 *>&vc[0, 0],
                           kc.shape[1], &y[0, 0], y.shape[1], n, pos0, n_head, n_kv_head, head_dim, scale,
-                          n_ctx, &work[0], n_threads)
+                          n_swa, n_ctx, &work[0], n_threads)
     return out

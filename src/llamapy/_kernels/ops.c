@@ -83,6 +83,43 @@ void llp_swiglu(const float *g, const float *u, float *out, int64_t n) {
     for (int64_t i = 0; i < n; i++) out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
+/* ---- GELU through an f16 table, as ggml's CPU backend evaluates it ---- */
+
+static llp_fp16 gelu_table[1 << 16];
+static int gelu_table_ready;
+
+float llp_gelu_tanh(float x) {
+    const float sqrt_2_over_pi = 0.79788456080286535587989211986876f, coef_a = 0.044715f;
+    return 0.5f * x * (1.0f + tanhf(sqrt_2_over_pi * x * (1.0f + coef_a * x * x)));
+}
+
+static void gelu_table_init(void) {
+    if (LOAD_ACQUIRE(&gelu_table_ready)) return;
+    #pragma omp critical(llp_gelu_table)
+    {
+        if (!gelu_table_ready) {
+            for (uint32_t i = 0; i < (1u << 16); i++)
+                gelu_table[i] = llp_f32_to_fp16(llp_gelu_tanh(llp_fp16_to_f32((llp_fp16)i)));
+            STORE_RELEASE(&gelu_table_ready, 1);
+        }
+    }
+}
+
+void llp_geglu(const float *g, const float *u, float *out, int64_t n) {
+    gelu_table_init();
+    for (int64_t i = 0; i < n; i++) {
+        const float x = g[i];
+        if (x <= -10.0f) out[i] = 0.0f;
+        else if (x >= 10.0f) out[i] = x * u[i];
+        else out[i] = llp_fp16_to_f32(gelu_table[llp_f32_to_fp16(x)]) * u[i];
+    }
+}
+
+void llp_softcap(float *x, float cap, int64_t n) {
+    const float inv = 1.0f / cap;
+    for (int64_t i = 0; i < n; i++) x[i] = tanhf(x[i] * inv) * cap;
+}
+
 void llp_add(float *x, const float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] += y[i];
 }
@@ -109,30 +146,30 @@ static inline float dot_f32_f16(const float *a, const llp_fp16 *b, int n) {
     return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
-/* one query row of one head against positions 0 .. n_kv - 1 */
+/* one query row of one head against positions j0 .. n_kv - 1 */
 static void attend_one(const float *q, const llp_fp16 *k, const llp_fp16 *v, int64_t kv_stride, float *out,
-                       int64_t n_kv, int head_dim, float scale, float *work) {
+                       int64_t j0, int64_t n_kv, int head_dim, float scale, float *work) {
     float *qh = work;                   /* [head_dim] q rounded through f16 */
     float *acc = work + head_dim;       /* [head_dim] f32 accumulator of p . V */
-    float *p = work + 2 * head_dim;     /* [n_kv] scores, then probabilities */
+    float *p = work + 2 * head_dim;     /* [n_kv - j0] scores, then probabilities (p[j - j0] for position j) */
     for (int d = 0; d < head_dim; d++) qh[d] = f16_table[llp_f32_to_fp16(q[d])];
     /* scores_j = (q . k_j) * scale */
     float mx = -INFINITY;
-    for (int64_t j = 0; j < n_kv; j++) {
-        p[j] = dot_f32_f16(qh, k + j * kv_stride, head_dim) * scale;
-        if (p[j] > mx) mx = p[j];
+    for (int64_t j = j0; j < n_kv; j++) {
+        p[j - j0] = dot_f32_f16(qh, k + j * kv_stride, head_dim) * scale;
+        if (p[j - j0] > mx) mx = p[j - j0];
     }
     /* p = softmax(scores): exp in f32, sum in double */
     double sum = 0.0;
-    for (int64_t j = 0; j < n_kv; j++) {
-        p[j] = expf(p[j] - mx);
-        sum += (double)p[j];
+    for (int64_t j = j0; j < n_kv; j++) {
+        p[j - j0] = expf(p[j - j0] - mx);
+        sum += (double)p[j - j0];
     }
     const float inv = (float)(1.0 / sum);
     /* out = f16(p) . V */
     memset(acc, 0, sizeof(float) * (size_t)head_dim);
-    for (int64_t j = 0; j < n_kv; j++) {
-        const float pj = f16_table[llp_f32_to_fp16(p[j] * inv)];
+    for (int64_t j = j0; j < n_kv; j++) {
+        const float pj = f16_table[llp_f32_to_fp16(p[j - j0] * inv)];
         const llp_fp16 *vj = v + j * kv_stride;
         for (int d = 0; d < head_dim; d++) acc[d] += pj * f16_table[vj[d]];
     }
@@ -141,7 +178,7 @@ static void attend_one(const float *q, const llp_fp16 *k, const llp_fp16 *v, int
 
 void llp_attention(const float *q, int64_t q_stride, const llp_fp16 *k, const llp_fp16 *v, int64_t kv_stride,
                    float *out, int64_t out_stride, int64_t n_tok, int64_t pos0, int n_head, int n_kv_head,
-                   int head_dim, float scale, int64_t n_ctx, float *work, int n_threads) {
+                   int head_dim, float scale, int64_t n_swa, int64_t n_ctx, float *work, int n_threads) {
     f16_table_init();
     const int group = n_head / n_kv_head;
     const int64_t n_items = n_tok * n_head;
@@ -160,9 +197,10 @@ void llp_attention(const float *q, int64_t q_stride, const llp_fp16 *k, const ll
         for (int64_t it = 0; it < n_items; it++) {
             const int64_t t = it / n_head;
             const int h = (int)(it % n_head), kh = h / group;
+            const int64_t p = pos0 + t, j0 = (n_swa > 0 && p >= n_swa) ? p - n_swa + 1 : 0;
             attend_one(q + t * q_stride + (int64_t)h * head_dim, k + (int64_t)kh * head_dim,
                        v + (int64_t)kh * head_dim, kv_stride, out + t * out_stride + (int64_t)h * head_dim,
-                       pos0 + t + 1, head_dim, scale, w);
+                       j0, p + 1, head_dim, scale, w);
         }
     }
 }

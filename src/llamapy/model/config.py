@@ -6,8 +6,6 @@ from dataclasses import dataclass
 # Architectures whose RoPE rotates pairs (i, i + n_dims/2) ("neox" mode); the rest rotate (2i, 2i+1).
 NEOX_ROPE_ARCHES = {"gemma", "gemma2", "gemma3", "qwen2", "qwen3", "phi2", "phi3", "gptneox", "falcon", "stablelm"}
 
-SUPPORTED_ARCHES = {"llama"}
-
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -24,6 +22,8 @@ class ModelConfig:
     rope_base: float    # theta_i = pos * rope_base^(-2i/rope_dims)
     rope_dims: int      # leading dims of each head that rotate
     rope_neox: bool
+    n_swa: int = 0                  # sliding-window size of the local layers ({arch}.attention.sliding_window)
+    final_logit_softcap: float = 0.0  # logits = tanh(logits / c) * c when > 0
 
     @classmethod
     def from_gguf(cls, reader) -> "ModelConfig":
@@ -58,4 +58,6 @@ class ModelConfig:
             rope_base=float(key("rope.freq_base", 10000.0)),
             rope_dims=int(key("rope.dimension_count", head_dim)),
             rope_neox=arch in NEOX_ROPE_ARCHES,
+            n_swa=int(key("attention.sliding_window", 0, required=False) or 0),
+            final_logit_softcap=float(key("final_logit_softcapping", 0.0, required=False) or 0.0),
         )

@@ -1,39 +1,38 @@
-"""The llama-architecture driver: load a GGUF model and evaluate tokens into logits.
+"""The model driver: load a GGUF model and evaluate tokens into logits (any registered architecture:
+llamapy.model.arch maps general.architecture to its forward pass; llama and gemma3 today).
 
     model = Model(path, n_ctx=512, n_threads=2)
     logits = model.eval(prompt_ids, pos=0)            # (1, n_vocab): the last token's logits
     logits = model.eval([next_id], pos=len(prompt_ids))
 
 Weights stay in the file's memory map. The KV cache and activation buffers are allocated once here;
-each eval call runs every layer in C (llamapy._kernels._ops.LlamaForward) without Python in the loop.
+each eval call runs every layer in C (llamapy._kernels._ops.LlamaForward / Gemma3Forward) without Python
+in the loop.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from llamapy._kernels import _ops
 from llamapy.gguf import GGUFReader
-from llamapy.model.config import SUPPORTED_ARCHES, ModelConfig
-from llamapy.model.weights import LlamaWeights
+from llamapy.model.arch import architecture
+from llamapy.model.config import ModelConfig
 from llamapy.runtime import effective_n_threads
 
 
 class Model:
     def __init__(self, path, n_ctx: int = 2048, n_batch: int = 512, n_threads: int | None = None):
         self.reader = GGUFReader(path)
+        name = self.reader.get("general.architecture")
+        if name is None:
+            raise ValueError(f"{path}: no general.architecture")
+        try:
+            arch = architecture(name)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
         self.config = cfg = ModelConfig.from_gguf(self.reader)
-        if cfg.arch not in SUPPORTED_ARCHES:
-            raise ValueError(f"{path}: architecture {cfg.arch!r} is not supported yet "
-                             f"(supported: {', '.join(sorted(SUPPORTED_ARCHES))})")
         self.n_threads = effective_n_threads(n_threads)
         self.n_ctx = n_ctx
-        self.weights = w = LlamaWeights.from_gguf(self.reader, cfg)
-        self._fwd = _ops.LlamaForward(
-            dict(n_layer=cfg.n_layer, n_embd=cfg.n_embd, n_head=cfg.n_head, n_kv_head=cfg.n_kv_head,
-                 head_dim=cfg.head_dim, n_ff=cfg.n_ff, n_vocab=cfg.n_vocab, rms_eps=cfg.rms_eps,
-                 rope_base=cfg.rope_base, rope_dims=cfg.rope_dims, rope_neox=int(cfg.rope_neox)),
-            [layer.spec() for layer in w.layers], w.token_embd.spec(), w.output_norm.ctypes.data,
-            w.output.spec(), n_ctx, n_batch, self.n_threads, keep=(self.reader, w))
+        self.weights, self._fwd = arch.build(self.reader, cfg, n_ctx, n_batch, self.n_threads)
         self.n_batch = self._fwd.n_batch
         self.n_vocab = cfg.n_vocab
 

@@ -91,3 +91,39 @@ class LlamaWeights:
         except KeyError:
             output = token_embd
         return cls(token_embd, layers, vector(reader, "output_norm.weight", d), output)
+
+
+@dataclass(frozen=True)
+class Gemma3Layer(LlamaLayer):
+    q_norm: np.ndarray = None          # [head_dim], shared by the query heads
+    k_norm: np.ndarray = None          # [head_dim], shared by the key heads
+    post_attn_norm: np.ndarray = None  # [n_embd]
+    post_ffw_norm: np.ndarray = None   # [n_embd]
+
+    def spec(self) -> dict:
+        out = super().spec()
+        for name in ("q_norm", "k_norm", "post_attn_norm", "post_ffw_norm"):
+            out[name] = getattr(self, name).ctypes.data
+        return out
+
+
+@dataclass(frozen=True)
+class Gemma3Weights(LlamaWeights):
+    """Gemma 3's tensors. The converter to GGUF stores every RMSNorm weight as 1 + w (Gemma's norms
+    multiply by 1 + w), so they are used as stored."""
+
+    @classmethod
+    def from_gguf(cls, reader, cfg) -> "Gemma3Weights":
+        base = LlamaWeights.from_gguf(reader, cfg)
+        d, hd = cfg.n_embd, cfg.head_dim
+        layers = []
+        for i, layer in enumerate(base.layers):
+            p = f"blk.{i}."
+            layers.append(Gemma3Layer(
+                **{f: getattr(layer, f) for f in LlamaLayer.__dataclass_fields__},
+                q_norm=vector(reader, p + "attn_q_norm.weight", hd),
+                k_norm=vector(reader, p + "attn_k_norm.weight", hd),
+                post_attn_norm=vector(reader, p + "post_attention_norm.weight", d),
+                post_ffw_norm=vector(reader, p + "post_ffw_norm.weight", d),
+            ))
+        return cls(base.token_embd, layers, base.output_norm, base.output)

@@ -29,6 +29,17 @@ int llp_get_rows(int type, const void *W, size_t w_stride, int64_t cols, const i
 /* out[i] = silu(g[i]) * u[i] = g[i] / (1 + exp(-g[i])) * u[i]   (out may alias g or u) */
 void llp_swiglu(const float *g, const float *u, float *out, int64_t n);
 
+/* gelu(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) in float */
+float llp_gelu_tanh(float x);
+
+/* out[i] = gelu(g[i]) * u[i] as ggml's CPU backend computes GEGLU: g at or below -10 gives 0, at or above 10
+ * gives g * u, else gelu is read from a table over f16 inputs (g rounded to f16; the table entry is
+ * f16(llp_gelu_tanh(x))). out may alias g or u. */
+void llp_geglu(const float *g, const float *u, float *out, int64_t n);
+
+/* x[i] = tanh(x[i] / cap) * cap (logit soft-capping) */
+void llp_softcap(float *x, float cap, int64_t n);
+
 /* x[i] += y[i] */
 void llp_add(float *x, const float *y, int64_t n);
 
@@ -46,11 +57,12 @@ size_t llp_attention_work_size(int64_t n_ctx, int head_dim);
  *   k,v: the layer's cache, position p's row at k + p * kv_stride (n_kv_head * head_dim halves);
  *        positions 0 .. pos0 + n_tok - 1 must be filled
  *   out: n_tok x (n_head * head_dim) floats, rows out_stride floats apart
- * Query token t sits at position pos0 + t and sees positions 0 .. pos0 + t; head h reads K/V head
+ * Query token t sits at position p = pos0 + t and sees positions 0 .. p, or only the last n_swa of them
+ * (p - n_swa + 1 .. p: a sliding window, as llama.cpp's standard SWA mask) when n_swa > 0; head h reads K/V head
  * h / (n_head / n_kv_head). scores = (f16(q) . k) * scale, p = softmax(scores), out = f16(p) . v.
  * work: n_threads * llp_attention_work_size(n_ctx, head_dim) floats. */
 void llp_attention(const float *q, int64_t q_stride, const llp_fp16 *k, const llp_fp16 *v, int64_t kv_stride,
                    float *out, int64_t out_stride, int64_t n_tok, int64_t pos0, int n_head, int n_kv_head,
-                   int head_dim, float scale, int64_t n_ctx, float *work, int n_threads);
+                   int head_dim, float scale, int64_t n_swa, int64_t n_ctx, float *work, int n_threads);
 
 #endif
