@@ -11,11 +11,14 @@ static size_t row_size(int type, int64_t n) {
     return (size_t)(n / llp_types[type].blck_size) * llp_types[type].type_size;
 }
 
+/* Room for n_tok quantized rows, and never less than LLP_MAX_THREADS rows: a one-token product lets
+ * each thread quantize the row into its own slot (see llp_matmul). Growing with n_tok, so a buffer
+ * sized for a batch also serves every smaller call. */
 size_t llp_matmul_work_size(int type, int64_t cols, int64_t n_tok) {
     if (type < 0 || type >= LLP_TYPE_COUNT || !llp_types[type].blck_size) return 0;
     int vdt = llp_types[type].vec_dot_type;
     if (vdt < 0 || vdt == LLP_F32) return 0;
-    return row_size(vdt, cols) * (size_t)n_tok;
+    return row_size(vdt, cols) * (size_t)(n_tok > LLP_MAX_THREADS ? n_tok : LLP_MAX_THREADS);
 }
 
 /* Rows handled together so a few weight rows stay in L1 while every token's activations pass by. */
@@ -34,6 +37,10 @@ int llp_matmul(const llp_kernels *k, int type, const void *W, int64_t rows, int6
     const size_t act_stride = direct ? (size_t)cols * sizeof(float) : row_size(vdt, cols);
     const char *act = direct ? (const char *)X : (const char *)work;
     if (n_threads < 1) n_threads = 1;
+    /* One token: every thread quantizes the row itself into its own slot of `work` (a fraction of a
+     * microsecond, the same bytes in each slot) instead of one thread doing it behind a barrier; on
+     * small matrices that barrier was a visible share of the call. */
+    const int solo = !direct && n_tok == 1 && n_threads <= LLP_MAX_THREADS;
 
 #pragma omp parallel num_threads(n_threads)
     {
@@ -42,10 +49,16 @@ int llp_matmul(const llp_kernels *k, int type, const void *W, int64_t rows, int6
 #else
         const int ith = 0, nth = 1;
 #endif
-        if (!direct)
-            for (int64_t t = ith; t < n_tok; t += nth)
-                quantize(X + t * cols, (char *)work + t * act_stride, cols);
+        const char *acts = act;
+        if (solo) {
+            acts = (const char *)work + ith * act_stride;
+            quantize(X, (char *)acts, cols);
+        } else {
+            if (!direct)
+                for (int64_t t = ith; t < n_tok; t += nth)
+                    quantize(X + t * cols, (char *)work + t * act_stride, cols);
 #pragma omp barrier
+        }
         /* Rows go out in chunks on demand rather than in fixed halves: a thread that loses its core to
          * another process then delays only its current chunk, not half the product. Each output has the
          * bits of one vec_dot call (vec_dot4 gives the same), so results do not depend on the thread count.
@@ -60,7 +73,7 @@ int llp_matmul(const llp_kernels *k, int type, const void *W, int64_t rows, int6
             for (int64_t rb = r0; rb < r1; rb += ROW_BLOCK) {
                 const int64_t re = rb + ROW_BLOCK < r1 ? rb + ROW_BLOCK : r1;
                 for (int64_t t = 0; t < n_tok; t++) {
-                    const void *a = act + t * act_stride;
+                    const void *a = acts + t * act_stride;
                     float *y = Y + t * y_stride;
                     int64_t r = rb;
                     if (dot4)

@@ -74,7 +74,9 @@ llp_isa llp_best_isa(void);
 /* ---- matmul.c: the threaded entry points ---- */
 /* Y[t, r] = dot(W row r, X row t) for t < n_tok, r < rows. W is rows x cols in type `type` with
  * w_stride bytes between rows; X is n_tok x cols float32; Y is n_tok x rows float32 with y_stride
- * floats between token rows. `work` holds the quantized activations: llp_matmul_work_size bytes. */
+ * floats between token rows. `work` holds the quantized activations: llp_matmul_work_size bytes, which
+ * is never less than LLP_MAX_THREADS rows (one per thread for a one-token product). */
+#define LLP_MAX_THREADS 64
 size_t llp_matmul_work_size(int type, int64_t cols, int64_t n_tok);
 int llp_matmul(const llp_kernels *k, int type, const void *W, int64_t rows, int64_t cols, size_t w_stride,
                const float *X, int64_t n_tok, float *Y, int64_t y_stride, void *work, int n_threads);
