@@ -1,8 +1,7 @@
 """GPT-2 style byte-level BPE: pre-tokenize, map bytes to printable characters, merge by rank."""
 from __future__ import annotations
 
-import heapq
-
+from .merge import merge_pairs
 from .pretok import pre_tokenize
 from .vocab import Vocab
 
@@ -61,32 +60,7 @@ class BpeEncoder:
     def _merge(self, chars: str) -> list[str]:
         """Merge adjacent symbols, lowest merge rank first (leftmost on ties), until no rank applies."""
         ranks = self.vocab.bpe_ranks
-        sym = list(chars)
-        n = len(sym)
-        if n < 2:
-            return sym
-        nxt = list(range(1, n + 1))
-        nxt[-1] = -1
-        prv = list(range(-1, n - 1))
-        heap = [(rank, i, sym[i] + sym[i + 1]) for i in range(n - 1)
-                if (rank := ranks.get(sym[i] + " " + sym[i + 1])) is not None]
-        heapq.heapify(heap)
-        while heap:
-            _, left, merged = heapq.heappop(heap)
-            right = nxt[left]
-            # Stale entries: either side was merged away or grew since the pair was queued.
-            if right < 0 or not sym[left] or sym[left] + sym[right] != merged:
-                continue
-            sym[left], sym[right] = merged, ""
-            nxt[left] = nxt[right]
-            if nxt[left] >= 0:
-                prv[nxt[left]] = left
-            for a, b in ((prv[left], left), (left, nxt[left])):
-                if a >= 0 and b >= 0:
-                    rank = ranks.get(sym[a] + " " + sym[b])
-                    if rank is not None:
-                        heapq.heappush(heap, (rank, a, sym[a] + sym[b]))
-        return [s for s in sym if s]
+        return merge_pairs(list(chars), lambda a, b: ranks.get(a + " " + b))
 
 
 def bpe_piece(text: str) -> bytes:

@@ -1,8 +1,7 @@
 """SentencePiece (BPE-style) as llama.cpp runs it: greedy bigram merges by highest token score."""
 from __future__ import annotations
 
-import heapq
-
+from .merge import merge_pairs
 from .vocab import Vocab
 
 SPACE = "\u2581"  # SentencePiece's visible space, "▁"
@@ -16,36 +15,13 @@ class SpmEncoder:
         """Append the ids of `text` (spaces not yet escaped, prefix space already added)."""
         vocab = self.vocab
         token_to_id, scores = vocab.token_to_id, vocab.scores
-        sym = list(text.replace(" ", SPACE))
-        n = len(sym)
-        nxt = list(range(1, n + 1))
-        if n:
-            nxt[-1] = -1
-        prv = list(range(-1, n - 1))
 
-        # Heap of (-score, left, merged text): best score first, leftmost on ties.
-        heap = []
-        for i in range(n - 1):
-            tid = token_to_id.get(sym[i] + sym[i + 1])
-            if tid is not None:
-                heap.append((-scores[tid], i, sym[i] + sym[i + 1]))
-        heapq.heapify(heap)
-        while heap:
-            _, left, merged = heapq.heappop(heap)
-            right = nxt[left]
-            # Stale entries: either side was merged away or grew since the pair was queued.
-            if right < 0 or not sym[left] or sym[left] + sym[right] != merged:
-                continue
-            sym[left], sym[right] = merged, ""
-            nxt[left] = nxt[right]
-            if nxt[left] >= 0:
-                prv[nxt[left]] = left
-            for a, b in ((prv[left], left), (left, nxt[left])):
-                if a >= 0 and b >= 0:
-                    tid = token_to_id.get(sym[a] + sym[b])
-                    if tid is not None:
-                        heapq.heappush(heap, (-scores[tid], a, sym[a] + sym[b]))
+        # Highest score first, leftmost on ties (the heap pops the lowest key).
+        def priority(a: str, b: str):
+            tid = token_to_id.get(a + b)
+            return None if tid is None else -scores[tid]
 
+        sym = merge_pairs(list(text.replace(" ", SPACE)), priority)
         for piece in sym:
             if not piece:
                 continue
