@@ -202,14 +202,18 @@ def top_k_(cur: Candidates, k: int) -> None:
         cur.truncate(k)
 
 
-class TopP(Sampler_):
-    """Nucleus: softmax over the current candidates, keep the shortest sorted prefix with float cum >= p."""
-
-    name = "top-p"
+class _Cutoff(Sampler_):
+    """A sampler that cuts the candidates at probability parameter p, keeping at least min_keep."""
 
     def __init__(self, p: float, min_keep: int = 0):
         self.p = float(p)
         self.min_keep = int(min_keep)
+
+
+class TopP(_Cutoff):
+    """Nucleus: softmax over the current candidates, keep the shortest sorted prefix with float cum >= p."""
+
+    name = "top-p"
 
     def apply(self, cur):
         if self.p >= 1.0 or cur.size == 0:
@@ -236,14 +240,10 @@ class TopP(Sampler_):
             cur.truncate(int(hit[0]) + 1)
 
 
-class MinP(Sampler_):
+class MinP(_Cutoff):
     """Keep candidates with ``logit >= max_logit + logf(p)`` (order kept when unsorted)."""
 
     name = "min-p"
-
-    def __init__(self, p: float, min_keep: int = 0):
-        self.p = float(p)
-        self.min_keep = int(min_keep)
 
     def apply(self, cur):
         if self.p <= 0.0 or cur.size == 0:
@@ -263,14 +263,10 @@ class MinP(Sampler_):
         cur.truncate(int(hit[0]) + 1 if hit.size else cur.size)
 
 
-class Typical(Sampler_):
+class Typical(_Cutoff):
     """Locally typical sampling; leaves the array unsorted (ordered by |-log p - H|)."""
 
     name = "typical"
-
-    def __init__(self, p: float, min_keep: int = 0):
-        self.p = float(p)
-        self.min_keep = int(min_keep)
 
     def apply(self, cur):
         if self.p >= 1.0 or cur.size == 0:
