@@ -1,7 +1,7 @@
 """Reference data for tests/test_forward_{llama,gemma3}.py, produced by llama.cpp (llama-cpp-python) as the peer.
 
 Run with the peer's interpreter (it needs llama_cpp; llamapy is not imported):
-    /work/peer/venv/bin/python scripts/make_forward_refs.py [smollm2|gemma3] [MODEL.gguf] [OUT.npz]
+    PEER_VENV/bin/python scripts/make_forward_refs.py [smollm2|gemma3] [MODEL.gguf] [OUT.npz]
 
 For each prompt (tokenized by llama.cpp's own tokenizer, ids stored in the file) it records:
   - the logits of the prompt's last position after evaluating the whole prompt in one batch,

@@ -2,7 +2,7 @@
 
 Run with a Python that has llama-cpp-python 0.3.36:
 
-    /work/peer/venv/bin/python scripts/make_generate_refs.py [MODEL.gguf]
+    PEER_VENV/bin/python scripts/make_generate_refs.py [MODEL.gguf]
 
 For each prompt we record the prompt's token ids (tokenized with BOS as the vocabulary asks and special tokens
 parsed, as llama-completion does) and the first N tokens llama.cpp picks greedily (temperature 0), with their

@@ -2,7 +2,7 @@
 
 Run with the peer environment that has llama-cpp-python (it ships ggml's shared libraries):
 
-    /work/peer/venv/bin/python scripts/make_quant_vectors.py
+    PEER_VENV/bin/python scripts/make_quant_vectors.py
 
 ggml is called through ctypes: ggml_quantize_chunk (what llama-quantize uses, imatrix NULL) for the
 file formats, quantize_row_q8_1_ref / quantize_row_q8_K_ref for the two activation formats. Each .npz

@@ -2,7 +2,7 @@
 
 Run with a Python that has llama-cpp-python 0.3.36 (its low-level ctypes bindings):
 
-    /work/peer/venv/bin/python scripts/make_sampling_refs.py
+    PEER_VENV/bin/python scripts/make_sampling_refs.py
 
 Every case is a sampler chain (a list of ``[name, params]``) applied to seeded random logits with
 ``llama_sampler_apply`` on a ``llama_token_data_array`` built here; after each step the selected token is

@@ -2,7 +2,7 @@
 
 Run with an interpreter that has llama-cpp-python (not a llamapy dependency), e.g.:
 
-    /work/peer/venv/bin/python scripts/make_tokenizer_refs.py
+    PEER_VENV/bin/python scripts/make_tokenizer_refs.py
 
 Writes tests/data/tokenizer/reference_<model>.json: the vocabulary's special ids and flags, token ids
 for every text under each (add_special, parse_special) combination, llama_detokenize output, and
