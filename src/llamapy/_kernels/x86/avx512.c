@@ -420,16 +420,126 @@ static void K(vec_dot_q6_K_q8_K)(int n, float *restrict s, const void *restrict 
 /* Signed x . y (x never -128): |x| against y carrying x's sign. */
 #define SDOT256(x, y) UDOT256(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
 
-INLINE __m256i K(yterm_off8)(const void *vy) { return OFF_TERM(_mm256_set1_epi8(8), load256(((const block_q8_0 *)vy)->qs)); }
+/* ---- VNNI: two blocks per register ----
+ *
+ * One block per register costs an int->float conversion, a lane broadcast and an fmadd per block, which
+ * left short rows compute-bound. Here a 256-bit register holds the same 16 elements of two blocks (low
+ * 128 bits block i, high block i + 1): the nibble bytes of both blocks give elements 0-15 (low nibbles)
+ * and 16-31 (high nibbles) of both, the activations are rearranged to match once for all rows, and the
+ * int32 lanes 0-3 / 4-7 end up holding block i's / i + 1's dot, so one conversion and one fmadd with a
+ * [s_i x4, s_i+1 x4] scale serve two blocks. (q5_0 measured ~5% slower this way: regrouping its 5th
+ * bits into the pair layout costs what the pairing saves, so it keeps the one-block driver.) */
 
-INLINE __m256i K(block_q4_0)(const void *vx, const void *vy, __m256i t) {
-    const __m256i q = nibbles16(((const block_q4_0 *)vx)->qs);
-    return UDOT256_OFF(q, load256(((const block_q8_0 *)vy)->qs), t);
+/* Int32 lanes 0-3 summing to the dot of block x0 with (ya, yb)'s low halves, 4-7 of x1 with the high
+ * halves (x1 is not read when !two); t: pterm's value for (ya, yb). */
+typedef __m256i (*pair_fn)(const void *x0, const void *x1, int two, __m256i ya, __m256i yb, __m256i t);
+typedef __m256i (*pterm_fn)(__m256i ya, __m256i yb);
+
+/* 16 bytes at a (low) and b (high; zero when !two). */
+INLINE __m256i load2x128(const void *a, const void *b, int two) {
+    const __m128i lo = _mm_loadu_si128((const __m128i *)a);
+    return two ? _mm256_inserti128_si256(_mm256_castsi128_si256(lo), _mm_loadu_si128((const __m128i *)b), 1)
+               : _mm256_zextsi128_si256(lo);
 }
 
-INLINE __m256i K(block_q4_1)(const void *vx, const void *vy, __m256i t) {
-    (void)t;
-    return UDOT256(nibbles16(((const block_q4_1 *)vx)->qs), load256(((const block_q8_1 *)vy)->qs));
+/* Activation blocks at q0, q1 (their qs) in pair layout: *ya elements 0-15, *yb 16-31. */
+INLINE void y_pair(const int8_t *q0, const int8_t *q1, int two, __m256i *ya, __m256i *yb) {
+    *ya = load2x128(q0, q1, two);
+    *yb = load2x128(q0 + 16, q1 + 16, two);
+}
+
+INLINE __m256i low_nibbles(__m256i v) { return _mm256_and_si256(v, _mm256_set1_epi8(0x0f)); }
+INLINE __m256i high_nibbles(__m256i v) { return _mm256_and_si256(_mm256_srli_epi16(v, 4), _mm256_set1_epi8(0x0f)); }
+
+/* -8 * (sum of each activation block), as the pair's int32 lanes: q4_0's offset, shared by all rows */
+INLINE __m256i pterm_off8(__m256i ya, __m256i yb) {
+    const __m256i o = _mm256_set1_epi8(8);
+    return _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), o, ya), o, yb));
+}
+
+/* dx*dy of blocks k, k+1 of a group (lanes k, k+1 of d; of dm even lanes, step 2) as [x4, x4] */
+INLINE __m256 pair_scale(__m256 d, int k, int step) {
+    const int a = k * step, b = (k + 1) * step;
+    return _mm256_permutexvar_ps(_mm256_setr_epi32(a, a, a, a, b, b, b, b), d);
+}
+
+/* Blocks i .. i + cnt - 1 (cnt <= 4) of R rows into acc0 / acc1 (first / second pair), as group_q8_0. */
+INLINE void pgroup_q8_0(int R, int i, int cnt, __m256 *acc0, __m256 *acc1, const char *x, size_t bx,
+                        const block_q8_0 *y, int xsize, pair_fn dot, pterm_fn pterm) {
+    const __m128 dy = fp16x4(&y[i].d, sizeof *y, cnt);
+    prefetch_ahead(R, x, bx, (size_t)i * xsize, cnt * xsize);
+    __m256 d[4];
+    for (int r = 0; r < R; r++) d[r] = _mm256_castps128_ps256(_mm_mul_ps(fp16x4(x + r * bx + (size_t)i * xsize, xsize, cnt), dy));
+    for (int k = 0; k < cnt; k += 2) {
+        const int two = k + 1 < cnt;
+        __m256i ya, yb;
+        y_pair(y[i + k].qs, two ? y[i + k + 1].qs : NULL, two, &ya, &yb);
+        const __m256i t = pterm ? pterm(ya, yb) : _mm256_setzero_si256();
+        for (int r = 0; r < R; r++) {
+            const char *xb = x + r * bx + (size_t)(i + k) * xsize;
+            const __m256 p = _mm256_cvtepi32_ps(dot(xb, xb + xsize, two, ya, yb, t));
+            if (k & 2) acc1[r] = _mm256_fmadd_ps(pair_scale(d[r], k, 1), p, acc1[r]);
+            else acc0[r] = _mm256_fmadd_ps(pair_scale(d[r], k, 1), p, acc0[r]);
+        }
+    }
+}
+
+INLINE void pair_rows_q8_0(int n, float *s, int R, const void *vx, size_t bx, const void *vy, int xsize,
+                           pair_fn dot, pterm_fn pterm) {
+    const int nb = n / QK8_0;
+    __m256 acc0[4], acc1[4];
+    for (int r = 0; r < R; r++) acc0[r] = acc1[r] = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 4 <= nb; i += 4) pgroup_q8_0(R, i, 4, acc0, acc1, vx, bx, vy, xsize, dot, pterm);
+    if (i < nb) pgroup_q8_0(R, i, nb - i, acc0, acc1, vx, bx, vy, xsize, dot, pterm);
+    for (int r = 0; r < R; r++) s[r] = hsum256(_mm256_add_ps(acc0[r], acc1[r]));
+}
+
+/* The same for q4_1 / q5_1 against q8_1, as group_q8_1. */
+INLINE void pgroup_q8_1(int R, int i, int cnt, __m256 *acc0, __m256 *acc1, __m256 *accm, const char *x, size_t bx,
+                        const block_q8_1 *y, int xsize, pair_fn dot) {
+    const __m256 ds = fp16x2x4(&y[i].d, sizeof *y, cnt);
+    prefetch_ahead(R, x, bx, (size_t)i * xsize, cnt * xsize);
+    __m256 dm[4];
+    for (int r = 0; r < R; r++) {
+        dm[r] = _mm256_mul_ps(fp16x2x4(x + r * bx + (size_t)i * xsize, xsize, cnt), ds);
+        accm[r] = _mm256_add_ps(accm[r], dm[r]);
+    }
+    for (int k = 0; k < cnt; k += 2) {
+        const int two = k + 1 < cnt;
+        __m256i ya, yb;
+        y_pair(y[i + k].qs, two ? y[i + k + 1].qs : NULL, two, &ya, &yb);
+        for (int r = 0; r < R; r++) {
+            const char *xb = x + r * bx + (size_t)(i + k) * xsize;
+            const __m256 p = _mm256_cvtepi32_ps(dot(xb, xb + xsize, two, ya, yb, _mm256_setzero_si256()));
+            if (k & 2) acc1[r] = _mm256_fmadd_ps(pair_scale(dm[r], k, 2), p, acc1[r]);
+            else acc0[r] = _mm256_fmadd_ps(pair_scale(dm[r], k, 2), p, acc0[r]);
+        }
+    }
+}
+
+INLINE void pair_rows_q8_1(int n, float *s, int R, const void *vx, size_t bx, const void *vy, int xsize, pair_fn dot) {
+    const int nb = n / QK8_1;
+    __m256 acc0[4], acc1[4], accm[4];
+    for (int r = 0; r < R; r++) acc0[r] = acc1[r] = accm[r] = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 4 <= nb; i += 4) pgroup_q8_1(R, i, 4, acc0, acc1, accm, vx, bx, vy, xsize, dot);
+    if (i < nb) pgroup_q8_1(R, i, nb - i, acc0, acc1, accm, vx, bx, vy, xsize, dot);
+    for (int r = 0; r < R; r++)
+        s[r] = hsum256(_mm256_add_ps(acc0[r], acc1[r])) + hsum256(_mm256_maskz_mov_ps(0xaa, accm[r]));
+}
+
+/* Nibble bytes of two blocks in pair layout: u8 x s8 dot with (ya, yb) on top of t. */
+INLINE __m256i pair_nibble_dot(__m256i v, __m256i ya, __m256i yb, __m256i t) {
+    return _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(t, low_nibbles(v), ya), high_nibbles(v), yb);
+}
+
+INLINE __m256i pair_q4_0(const void *x0, const void *x1, int two, __m256i ya, __m256i yb, __m256i t) {
+    return pair_nibble_dot(load2x128(((const block_q4_0 *)x0)->qs, two ? ((const block_q4_0 *)x1)->qs : NULL, two), ya, yb, t);
+}
+
+INLINE __m256i pair_q4_1(const void *x0, const void *x1, int two, __m256i ya, __m256i yb, __m256i t) {
+    return pair_nibble_dot(load2x128(((const block_q4_1 *)x0)->qs, two ? ((const block_q4_1 *)x1)->qs : NULL, two), ya, yb, t);
 }
 
 INLINE __m256i K(block_q8_0)(const void *vx, const void *vy, __m256i t) {
@@ -438,10 +548,10 @@ INLINE __m256i K(block_q8_0)(const void *vx, const void *vy, __m256i t) {
 }
 
 /* q4_0 . q8_0: dx*dy * sum((nibble - 8) * q) per block */
-ROW_KERNELS(vec_dot_q4_0_q8_0, dot_rows_q8_0, vy, sizeof(block_q4_0), K(block_q4_0), K(yterm_off8))
+ROW_KERNELS(vec_dot_q4_0_q8_0, pair_rows_q8_0, vy, sizeof(block_q4_0), pair_q4_0, pterm_off8)
 
 /* q4_1 . q8_1: dx*dy * sum(nibble * q) + m * s per block */
-ROW_KERNELS(vec_dot_q4_1_q8_1, dot_rows_q8_1, vy, sizeof(block_q4_1), K(block_q4_1))
+ROW_KERNELS(vec_dot_q4_1_q8_1, pair_rows_q8_1, vy, sizeof(block_q4_1), pair_q4_1)
 
 /* q8_0 . q8_0: dx*dy * sum(qx * qy) per block */
 ROW_KERNELS(vec_dot_q8_0_q8_0, dot_rows_q8_0, vy, sizeof(block_q8_0), K(block_q8_0), NULL)
@@ -453,8 +563,23 @@ INLINE __m256i K(block_iq4_nl)(const void *vx, const void *vy, __m256i t) {
     return SDOT256(q, load256(((const block_q8_0 *)vy)->qs));
 }
 
+/* -128 * (sum of each activation block): iq4_nl's table is looked up shifted into u8 (+128), which makes
+ * its dot one vpdpbusd per register, like q4_0's, instead of two sign ops more per weight row. */
+INLINE __m256i pterm_off128(__m256i ya, __m256i yb) {
+    const __m256i o = _mm256_set1_epi8((char)128);
+    return _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), o, ya), o, yb));
+}
+
+INLINE __m256i pair_iq4_nl(const void *x0, const void *x1, int two, __m256i ya, __m256i yb, __m256i t) {
+    const __m256i table = _mm256_xor_si256(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)llp_iq4nl_values)),
+                                           _mm256_set1_epi8((char)0x80));
+    const __m256i v = load2x128(((const block_iq4_nl *)x0)->qs, two ? ((const block_iq4_nl *)x1)->qs : NULL, two);
+    const __m256i lo = _mm256_shuffle_epi8(table, low_nibbles(v)), hi = _mm256_shuffle_epi8(table, high_nibbles(v));
+    return _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(t, lo, ya), hi, yb);
+}
+
 /* iq4_nl . q8_0: dx*dy * sum(table[nibble] * q) per block */
-ROW_KERNELS(vec_dot_iq4_nl_q8_0, dot_rows_q8_0, vy, sizeof(block_iq4_nl), K(block_iq4_nl), NULL)
+ROW_KERNELS(vec_dot_iq4_nl_q8_0, pair_rows_q8_0, vy, sizeof(block_iq4_nl), pair_iq4_nl, pterm_off128)
 
 /* q2_K . q8_K: dy * (d * sum_g sc_g * (q . y)_g - dmin * sum_g m_g * ysum_g), 16 groups of 16 with a 4-bit
  * scale (low nibble) and min (high nibble); group 8h + 2j (+1) takes bits 2j of qs[32h..] */
