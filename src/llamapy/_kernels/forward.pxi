@@ -11,6 +11,11 @@ cdef extern from "include/ops.h" nogil:
     void llp_rmsnorm(const float *x, const float *w, float *y, int64_t n, int64_t n_rows, float eps)
     int llp_rope(float *x, int64_t n_tok, int64_t row_stride, int n_head, int head_dim, int n_dims,
                   const int32_t *pos, float base, int neox)
+    ctypedef struct llp_rope_scaling:
+        float freq_scale, ext_factor, attn_factor, beta_fast, beta_slow
+        int n_ctx_orig
+    int llp_rope_ext(float *x, int64_t n_tok, int64_t row_stride, int n_head, int head_dim, int n_dims,
+                     const int32_t *pos, float base, int neox, const llp_rope_scaling *s)
     int llp_get_rows(int type, const void *W, size_t w_stride, int64_t cols, const int32_t *ids, int64_t n,
                      float *out)
     void llp_swiglu(const float *g, const float *u, float *out, int64_t n)
@@ -18,6 +23,7 @@ cdef extern from "include/ops.h" nogil:
     void llp_geglu(const float *g, const float *u, float *out, int64_t n)
     void llp_softcap(float *x, float cap, int64_t n)
     void llp_add(float *x, const float *y, int64_t n)
+    void llp_add_rows(float *x, const float *b, int64_t n, int64_t n_rows)
     void llp_scale(float *x, float s, int64_t n)
     void llp_f32_to_f16_row(const float *src, llp_fp16 *dst, int64_t n)
     size_t llp_attention_work_size(int64_t n_ctx, int head_dim)
@@ -42,6 +48,11 @@ cdef struct llp_layer:          # one transformer block
     llp_matrix w_gate           # [n_ff, n_embd]
     llp_matrix w_up             # [n_ff, n_embd]
     llp_matrix w_down           # [n_embd, n_ff]
+    # optional biases (NULL: none), added to the projections' outputs (qwen2 has bq, bk, bv)
+    const float *bq             # [n_head * head_dim]
+    const float *bk             # [n_kv_head * head_dim]
+    const float *bv             # [n_kv_head * head_dim]
+    const float *bo             # [n_embd]
     # gemma3 only (NULL / 0 otherwise)
     const float *q_norm         # [head_dim] RMSNorm weight of every query head
     const float *k_norm         # [head_dim] RMSNorm weight of every key head
@@ -78,6 +89,7 @@ cdef class LlamaForward:
     cdef readonly int n_layer, n_embd, n_head, n_kv_head, head_dim, n_ff, n_vocab, n_ctx, n_batch, max_threads
     cdef readonly int rope_dims, rope_neox
     cdef readonly float eps, rope_base
+    cdef llp_rope_scaling rope_scaling   # linear / YaRN RoPE scaling (freq_scale 1, ext_factor 0: none)
     cdef llp_layer *layers
     cdef llp_matrix tok_embd, output
     cdef const float *output_norm
@@ -108,8 +120,10 @@ cdef class LlamaForward:
     def __init__(self, dict cfg, list layers, tok_embd, output_norm, output, int n_ctx, int n_batch,
                  int max_threads, keep=None):
         """cfg: n_layer, n_embd, n_head, n_kv_head, head_dim, n_ff, n_vocab, rms_eps, rope_base, rope_dims,
-        rope_neox. layers: one dict per layer of name -> matrix spec (address, type, rows, cols, stride),
-        norms as addresses of float32 vectors. tok_embd / output: matrix specs; output_norm: an address.
+        rope_neox; optionally rope_freq_scale (1 / factor), rope_ext_factor (YaRN: 1; 0: linear scaling only),
+        rope_attn_factor, rope_beta_fast, rope_beta_slow, rope_n_ctx_orig (see ops.h llp_rope_scaling).
+        layers: one dict per layer of name -> matrix spec (address, type, rows, cols, stride),
+        norms as addresses of float32 vectors, optional biases bq, bk, bv, bo likewise (0 / absent: none). tok_embd / output: matrix specs; output_norm: an address.
         keep: the owner of that memory, held for as long as this object lives."""
         import numpy as np
         cdef int l
@@ -118,6 +132,15 @@ cdef class LlamaForward:
         self.n_kv_head, self.head_dim, self.n_ff = cfg["n_kv_head"], cfg["head_dim"], cfg["n_ff"]
         self.n_vocab, self.eps, self.rope_base = cfg["n_vocab"], cfg["rms_eps"], cfg["rope_base"]
         self.rope_dims, self.rope_neox = cfg["rope_dims"], cfg["rope_neox"]
+        self.rope_scaling.freq_scale = cfg.get("rope_freq_scale", 1.0)
+        self.rope_scaling.ext_factor = cfg.get("rope_ext_factor", 0.0)
+        self.rope_scaling.attn_factor = cfg.get("rope_attn_factor", 1.0)
+        self.rope_scaling.beta_fast = cfg.get("rope_beta_fast", 32.0)
+        self.rope_scaling.beta_slow = cfg.get("rope_beta_slow", 1.0)
+        self.rope_scaling.n_ctx_orig = cfg.get("rope_n_ctx_orig", 0)
+        if not self.rope_scaling.freq_scale > 0 or (self.rope_scaling.ext_factor != 0
+                                                     and self.rope_scaling.n_ctx_orig <= 0):
+            raise ValueError("bad RoPE scaling parameters")
         if n_ctx < 1 or n_batch < 1 or max_threads < 1:
             raise ValueError("n_ctx, n_batch and max_threads must be positive")
         if self.n_head % self.n_kv_head or len(layers) != self.n_layer:
@@ -143,6 +166,10 @@ cdef class LlamaForward:
             self.layers[l].w_gate = _matrix(L["w_gate"], ff, d, f"layer {l} w_gate")
             self.layers[l].w_up = _matrix(L["w_up"], ff, d, f"layer {l} w_up")
             self.layers[l].w_down = _matrix(L["w_down"], d, ff, f"layer {l} w_down")
+            self.layers[l].bq = <const float *><size_t>(L.get("bq") or 0)
+            self.layers[l].bk = <const float *><size_t>(L.get("bk") or 0)
+            self.layers[l].bv = <const float *><size_t>(L.get("bv") or 0)
+            self.layers[l].bo = <const float *><size_t>(L.get("bo") or 0)
             self.layers[l].rope_base = self.rope_base
             self.layers[l].n_swa = 0
             for name in ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down"):
@@ -216,9 +243,17 @@ cdef class LlamaForward:
                 rc |= _mm(kern, &L.wq, xb, n, self.q, dq, self.work, n_threads)
                 rc |= _mm(kern, &L.wk, xb, n, self.k, dkv, self.work, n_threads)
                 rc |= _mm(kern, &L.wv, xb, n, self.v, dkv, self.work, n_threads)
-                # q, k = rope(q, pos), rope(k, pos)
-                rc |= llp_rope(self.q, n, dq, self.n_head, hd, self.rope_dims, self.pos, self.rope_base, self.rope_neox)
-                rc |= llp_rope(self.k, n, dkv, self.n_kv_head, hd, self.rope_dims, self.pos, self.rope_base, self.rope_neox)
+                if L.bq != NULL:
+                    llp_add_rows(self.q, L.bq, dq, n)
+                if L.bk != NULL:
+                    llp_add_rows(self.k, L.bk, dkv, n)
+                if L.bv != NULL:
+                    llp_add_rows(self.v, L.bv, dkv, n)
+                # q, k = rope(q, pos), rope(k, pos) (with the model's RoPE scaling, if any)
+                rc |= llp_rope_ext(self.q, n, dq, self.n_head, hd, self.rope_dims, self.pos, self.rope_base,
+                                   self.rope_neox, &self.rope_scaling)
+                rc |= llp_rope_ext(self.k, n, dkv, self.n_kv_head, hd, self.rope_dims, self.pos, self.rope_base,
+                                   self.rope_neox, &self.rope_scaling)
                 # K cache[pos], V cache[pos] = f16(k), f16(v)
                 llp_f32_to_f16_row(self.k, kc_l + pos0 * dkv, n * dkv)
                 llp_f32_to_f16_row(self.v, vc_l + pos0 * dkv, n * dkv)
@@ -231,8 +266,10 @@ cdef class LlamaForward:
                     nf = 1
                     for i in range(dq):
                         self.att[i] = self.att[(n - 1) * dq + i]
-                # x += att Wo^T
+                # x += att Wo^T (+ bo)
                 rc |= _mm(kern, &L.wo, self.att, nf, xb, d, self.work, n_threads)
+                if L.bo != NULL:
+                    llp_add_rows(xb, L.bo, d, nf)
                 llp_add(x, xb, nf * d)
                 # xb = rmsnorm(x) * ffn_norm
                 llp_rmsnorm(x, L.ffn_norm, xb, d, nf, eps)
@@ -392,6 +429,23 @@ def op_rope(float[:, ::1] x not None, const int32_t[::1] pos not None, int n_hea
     if x.shape[0]:
         with nogil:
             rc = llp_rope(&x[0, 0], x.shape[0], x.shape[1], n_head, head_dim, n_dims, &pos[0], base, neox)
+    if rc:
+        raise ValueError(f"cannot rotate {n_dims} dims of heads of {head_dim}")
+
+
+def op_rope_ext(float[:, ::1] x not None, const int32_t[::1] pos not None, int n_head, int head_dim, int n_dims,
+                float base, bint neox, float freq_scale=1.0, float ext_factor=0.0, float attn_factor=1.0,
+                float beta_fast=32.0, float beta_slow=1.0, int n_ctx_orig=0):
+    """op_rope with llama.cpp's linear / YaRN scaling parameters (see ops.h llp_rope_scaling)."""
+    cdef int rc = 0
+    cdef llp_rope_scaling sc
+    sc.freq_scale, sc.ext_factor, sc.attn_factor = freq_scale, ext_factor, attn_factor
+    sc.beta_fast, sc.beta_slow, sc.n_ctx_orig = beta_fast, beta_slow, n_ctx_orig
+    if pos.shape[0] != x.shape[0] or x.shape[1] != n_head * head_dim:
+        raise ValueError("inconsistent rope arguments")
+    if x.shape[0]:
+        with nogil:
+            rc = llp_rope_ext(&x[0, 0], x.shape[0], x.shape[1], n_head, head_dim, n_dims, &pos[0], base, neox, &sc)
     if rc:
         raise ValueError(f"cannot rotate {n_dims} dims of heads of {head_dim}")
 

@@ -2,6 +2,10 @@
 #include <math.h>
 #include <string.h>
 
+#ifndef M_PI
+#define M_PI 3.14159265358979323846
+#endif
+
 #include "include/kernels.h"
 #include "include/ops.h"
 
@@ -47,24 +51,53 @@ void llp_rmsnorm(const float *x, const float *w, float *y, int64_t n, int64_t n_
 
 int llp_rope(float *x, int64_t n_tok, int64_t row_stride, int n_head, int head_dim, int n_dims,
               const int32_t *pos, float base, int neox) {
+    return llp_rope_ext(x, n_tok, row_stride, n_head, head_dim, n_dims, pos, base, neox, NULL);
+}
+
+/* ggml_rope_yarn_corr_dim: the dim at which the rotation makes n_rot turns over n_ctx_orig positions */
+static float yarn_corr_dim(int n_dims, int n_ctx_orig, float n_rot, float base) {
+    return n_dims * logf(n_ctx_orig / (n_rot * 2 * (float)M_PI)) / (2 * logf(base));
+}
+
+int llp_rope_ext(float *x, int64_t n_tok, int64_t row_stride, int n_head, int head_dim, int n_dims,
+                 const int32_t *pos, float base, int neox, const llp_rope_scaling *s) {
     const float theta_scale = powf(base, -2.0f / (float)n_dims);
     float cs[2 * 512];                                     /* (cos, sin) per pair: n_dims <= 1024 */
+    float freq_scale = 1.0f, ext_factor = 0.0f, mscale = 1.0f, lo = 0.0f, hi = 0.0f;
     if (n_dims > 1024 || n_dims > head_dim || n_dims % 2) return 1;
+    if (s) {
+        freq_scale = s->freq_scale;
+        ext_factor = s->ext_factor;
+        mscale = s->attn_factor;
+        if (ext_factor != 0.0f) {
+            const float start = floorf(yarn_corr_dim(n_dims, s->n_ctx_orig, s->beta_fast, base));
+            const float end = ceilf(yarn_corr_dim(n_dims, s->n_ctx_orig, s->beta_slow, base));
+            lo = start > 0.0f ? start : 0.0f;
+            hi = end < (float)(n_dims - 1) ? end : (float)(n_dims - 1);
+            mscale *= 1.0f + 0.1f * logf(1.0f / freq_scale);
+        }
+    }
     for (int64_t t = 0; t < n_tok; t++) {
         /* theta_i = pos * theta_scale^i, built by the same running product as ggml's rope cache */
-        float theta = (float)pos[t];
+        float theta_e = (float)pos[t];
         for (int i = 0; i < n_dims / 2; i++) {
-            cs[2 * i] = cosf(theta);
-            cs[2 * i + 1] = sinf(theta);
-            theta *= theta_scale;
+            float theta = freq_scale * theta_e;
+            if (ext_factor != 0.0f) {
+                float y = ((float)i - lo) / fmaxf(0.001f, hi - lo);
+                const float ramp = 1.0f - fminf(1.0f, fmaxf(0.0f, y)), mix = ramp * ext_factor;
+                theta = theta * (1 - mix) + theta_e * mix;
+            }
+            cs[2 * i] = cosf(theta) * mscale;
+            cs[2 * i + 1] = sinf(theta) * mscale;
+            theta_e *= theta_scale;
         }
         for (int h = 0; h < n_head; h++) {
             float *v = x + t * row_stride + (int64_t)h * head_dim;
             for (int i = 0; i < n_dims / 2; i++) {
                 const int a = neox ? i : 2 * i, b = neox ? i + n_dims / 2 : 2 * i + 1;
-                const float c = cs[2 * i], s = cs[2 * i + 1], x0 = v[a], x1 = v[b];
-                v[a] = x0 * c - x1 * s;
-                v[b] = x0 * s + x1 * c;
+                const float c = cs[2 * i], sn = cs[2 * i + 1], x0 = v[a], x1 = v[b];
+                v[a] = x0 * c - x1 * sn;
+                v[b] = x0 * sn + x1 * c;
             }
         }
     }
@@ -122,6 +155,11 @@ void llp_softcap(float *x, float cap, int64_t n) {
 
 void llp_add(float *x, const float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+void llp_add_rows(float *x, const float *b, int64_t n, int64_t n_rows) {
+    for (int64_t r = 0; r < n_rows; r++)
+        for (int64_t i = 0; i < n; i++) x[r * n + i] += b[i];
 }
 
 void llp_scale(float *x, float s, int64_t n) {

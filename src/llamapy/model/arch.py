@@ -44,10 +44,23 @@ def _base_cfg(cfg) -> dict:
                 rope_base=cfg.rope_base, rope_dims=cfg.rope_dims, rope_neox=int(cfg.rope_neox))
 
 
+def _rope_scaling_cfg(cfg) -> dict:
+    return dict(rope_freq_scale=cfg.rope_freq_scale, rope_ext_factor=cfg.yarn_ext_factor,
+                rope_attn_factor=cfg.rope_attn_factor, rope_beta_fast=cfg.yarn_beta_fast,
+                rope_beta_slow=cfg.yarn_beta_slow, rope_n_ctx_orig=cfg.rope_n_ctx_orig)
+
+
+# qwen2 is llama with biases on the q/k/v projections (loaded when present, for llama too, as llama.cpp
+# does) and NEOX RoPE (config.NEOX_ROPE_ARCHES).
 @register("llama")
+@register("qwen2")
 def build_llama(reader, cfg, n_ctx, n_batch, n_threads):
     w = LlamaWeights.from_gguf(reader, cfg)
-    fwd = _ops.LlamaForward(_base_cfg(cfg), [layer.spec() for layer in w.layers], w.token_embd.spec(),
+    if cfg.arch == "qwen2" and any(layer.bq is None or layer.bk is None or layer.bv is None for layer in w.layers):
+        raise ValueError("qwen2 model without attn_q/k/v biases")
+    fcfg = _base_cfg(cfg)
+    fcfg.update(_rope_scaling_cfg(cfg))
+    fwd = _ops.LlamaForward(fcfg, [layer.spec() for layer in w.layers], w.token_embd.spec(),
                             w.output_norm.ctypes.data, w.output.spec(), n_ctx, n_batch, n_threads, keep=(reader, w))
     return w, fwd
 
@@ -65,10 +78,9 @@ def gemma3_layer_kinds(n_layer: int, pattern: int = GEMMA3_SWA_PATTERN) -> list:
 
 @register("gemma3")
 def build_gemma3(reader, cfg, n_ctx, n_batch, n_threads):
-    scaling = reader.get("gemma3.rope.scaling.type")
-    factor = float(reader.get("gemma3.rope.scaling.factor", 1.0) or 1.0)
-    if scaling not in (None, "none") and factor != 1.0:
-        raise ValueError(f"gemma3 with RoPE scaling ({scaling}, factor {factor}) is not supported yet")
+    if cfg.rope_scaling != "none":
+        raise ValueError(f"gemma3 with RoPE scaling ({cfg.rope_scaling}, freq scale {cfg.rope_freq_scale}) "
+                         "is not supported yet")
     if cfg.n_swa <= 0:
         raise ValueError("gemma3 model without gemma3.attention.sliding_window")
     w = Gemma3Weights.from_gguf(reader, cfg)

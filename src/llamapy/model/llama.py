@@ -1,5 +1,5 @@
 """The model driver: load a GGUF model and evaluate tokens into logits (any registered architecture:
-llamapy.model.arch maps general.architecture to its forward pass; llama and gemma3 today).
+llamapy.model.arch maps general.architecture to its forward pass; llama, qwen2 and gemma3 today).
 
     model = Model(path, n_ctx=512, n_threads=2)
     logits = model.eval(prompt_ids, pos=0)            # (1, n_vocab): the last token's logits

@@ -34,6 +34,15 @@ def matrix(reader, name: str) -> Matrix:
     return Matrix(name, data, int(t.type), rows, cols, data.strides[0])
 
 
+def optional_vector(reader, name: str, n: int):
+    """vector(reader, name, n), or None when the model has no such tensor."""
+    try:
+        reader.tensor(name)
+    except KeyError:
+        return None
+    return vector(reader, name, n)
+
+
 def vector(reader, name: str, n: int) -> np.ndarray:
     """A float32 vector of n elements (norm weights), as the mmap view."""
     t = reader.tensor(name)
@@ -53,11 +62,18 @@ class LlamaLayer:
     w_gate: Matrix          # [n_ff, n_embd]
     w_up: Matrix            # [n_ff, n_embd]
     w_down: Matrix          # [n_embd, n_ff]
+    bq: np.ndarray = None   # optional biases of the projections (qwen2: bq, bk, bv)
+    bk: np.ndarray = None
+    bv: np.ndarray = None
+    bo: np.ndarray = None
 
     def spec(self) -> dict:
         out = {name: getattr(self, name).spec() for name in ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")}
         out["attn_norm"] = self.attn_norm.ctypes.data
         out["ffn_norm"] = self.ffn_norm.ctypes.data
+        for name in ("bq", "bk", "bv", "bo"):
+            b = getattr(self, name)
+            out[name] = 0 if b is None else b.ctypes.data
         return out
 
 
@@ -84,6 +100,10 @@ class LlamaWeights:
                 w_gate=matrix(reader, p + "ffn_gate.weight"),
                 w_up=matrix(reader, p + "ffn_up.weight"),
                 w_down=matrix(reader, p + "ffn_down.weight"),
+                bq=optional_vector(reader, p + "attn_q.bias", cfg.n_head * cfg.head_dim),
+                bk=optional_vector(reader, p + "attn_k.bias", cfg.n_kv_head * cfg.head_dim),
+                bv=optional_vector(reader, p + "attn_v.bias", cfg.n_kv_head * cfg.head_dim),
+                bo=optional_vector(reader, p + "attn_output.bias", d),
             ))
         token_embd = matrix(reader, "token_embd.weight")
         try:

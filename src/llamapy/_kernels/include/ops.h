@@ -22,6 +22,28 @@ void llp_rmsnorm(const float *x, const float *w, float *y, int64_t n, int64_t n_
 int llp_rope(float *x, int64_t n_tok, int64_t row_stride, int n_head, int head_dim, int n_dims,
               const int32_t *pos, float base, int neox);
 
+/* RoPE scaling as llama.cpp's rope_yarn applies it (ggml_rope_ext). Per pair i (dims 2i, 2i+1 of the
+ * rotated part), with theta_e = pos * base^(-2i/n_dims) (the unscaled angle):
+ *   theta_i = freq_scale * theta_e                                   when ext_factor == 0 (linear)
+ *   theta_i = freq_scale * theta_e * (1 - m) + theta_e * m,  m = ramp(i) * ext_factor     otherwise,
+ *     ramp(i) = 1 - clamp((i - lo) / max(0.001, hi - lo), 0, 1), with the correction dims
+ *     lo = max(0, floor(d(beta_fast))), hi = min(n_dims - 1, ceil(d(beta_slow))),
+ *     d(b) = n_dims * ln(n_ctx_orig / (b * 2 pi)) / (2 ln(base))
+ * and the rotated values are scaled by mscale = attn_factor, times (1 + 0.1 ln(1 / freq_scale)) when
+ * ext_factor != 0. freq_scale 1, ext_factor 0, attn_factor 1 is plain RoPE. */
+typedef struct {
+    float freq_scale;   /* 1 / scaling factor */
+    float ext_factor;   /* 0: no YaRN ramp (linear scaling); llama.cpp uses 1 for yarn models */
+    float attn_factor;  /* extra magnitude scale (1 unless the model says otherwise) */
+    float beta_fast;    /* 32 in llama.cpp */
+    float beta_slow;    /* 1 in llama.cpp */
+    int n_ctx_orig;     /* the context the model was trained on before scaling */
+} llp_rope_scaling;
+
+/* llp_rope with scaling (s may be NULL: none) */
+int llp_rope_ext(float *x, int64_t n_tok, int64_t row_stride, int n_head, int head_dim, int n_dims,
+                 const int32_t *pos, float base, int neox, const llp_rope_scaling *s);
+
 /* out[t, :] = row ids[t] of W (type `type`, rows of `cols` elements, w_stride bytes apart) as floats */
 int llp_get_rows(int type, const void *W, size_t w_stride, int64_t cols, const int32_t *ids, int64_t n,
                  float *out);
@@ -42,6 +64,9 @@ void llp_softcap(float *x, float cap, int64_t n);
 
 /* x[i] += y[i] */
 void llp_add(float *x, const float *y, int64_t n);
+
+/* x[r, i] += b[i] for n_rows rows of n (a bias on every row) */
+void llp_add_rows(float *x, const float *b, int64_t n, int64_t n_rows);
 
 /* x[i] *= s */
 void llp_scale(float *x, float s, int64_t n);
