@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 import llamapy
 from llamapy._kernels import _ops
-from llamapy.cli.gguf_dump import main as gguf_dump
+from llamapy.cli.gguf_dump import gguf_dump
 from llamapy.cli.main import cli
 from llamapy.gguf import GGUFReader
 
@@ -95,3 +95,16 @@ def test_fetch_prints_the_cached_model_and_refuses_unknown_names(reference_model
     assert result.exit_code == 0 and result.output.strip() == str(reference_model)
     r = run_module("llamapy", "fetch", "gpt5")
     assert r.returncode == 1 and r.stderr == "error: unknown model 'gpt5'; known: smollm2, gemma3\n"
+
+
+def test_usage_errors_are_one_line_for_every_command():
+    for args in (("llamapy", "--nope"), ("llamapy.cli.gguf_dump",), ("llamapy.cli.gguf_dump", "--bogus", "x"),
+                 ("llamapy.cli.cmd_cli", "--top-p", "abc")):
+        r = run_module(*args)
+        assert r.returncode == 1, args
+        assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, (args, r.stderr)
+
+
+def test_bare_group_shows_help():
+    r = run_module("llamapy")
+    assert r.returncode == 0 and r.stdout.startswith("Usage: llamapy")

@@ -16,7 +16,7 @@ import time
 
 import click
 
-from llamapy.cli.common import fail, import_kernels, version_option
+from llamapy.cli.common import fail, import_kernels, one_line, run_command, version_option
 
 CTX_DEFAULT_CAP = 4096      # -c 0 means the training context; capped here to keep the KV cache modest
 KV_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
@@ -196,7 +196,7 @@ def cli(ctx, model, prompt, prompt_file, n_predict, n_ctx, n_batch, n_ubatch, n_
         cfg = ModelConfig.from_gguf(reader)
         tok = Tokenizer.from_gguf(reader)
     except Exception as e:  # noqa: BLE001 - any malformed file is a one-line error
-        fail(f"failed to load model '{model}': {_one_line(e)}")
+        fail(f"failed to load model '{model}': {one_line(e)}")
     if n_ctx == 0:
         n_ctx = min(cfg.n_ctx_train, CTX_DEFAULT_CAP)
     n_ctx = max(n_ctx, 8)
@@ -223,7 +223,7 @@ def cli(ctx, model, prompt, prompt_file, n_predict, n_ctx, n_batch, n_ubatch, n_
     try:
         mdl = Model(model, n_ctx=n_ctx, n_batch=min(n_batch, n_ubatch), n_threads=None if n_threads < 0 else n_threads)
     except (ValueError, MemoryError, OSError) as e:
-        fail(f"failed to load model '{model}': {_one_line(e)}")
+        fail(f"failed to load model '{model}': {one_line(e)}")
     load_ms = (time.perf_counter() - t_load) * 1e3
 
     from llamapy.runtime import system_info
@@ -266,10 +266,6 @@ def cli(ctx, model, prompt, prompt_file, n_predict, n_ctx, n_batch, n_ubatch, n_
             _err(line)
 
 
-def _one_line(e: Exception) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
-
-
 def _apply_model_sampling(ctx, reader, params):
     """GGUF general.sampling.* values replace the defaults of flags not given on the command line."""
     flag_of = {"top_k": "top_k", "top_p": "top_p", "min_p": "min_p", "temp": "temp", "repeat_last_n": "repeat_last_n",
@@ -305,29 +301,7 @@ def _print_sampler(sampler, p, n_ctx, n_batch, n_predict):
 
 
 def main(argv=None):
-    """Entry point: click's usage errors become one `error: ...` line and exit code 1."""
-    try:
-        rv = cli.main(args=argv, prog_name="llamapy-cli", standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError as e:  # pragma: no cover - not used (no args is fine)
-        click.echo(e.ctx.get_help())
-        sys.exit(0)
-    except click.UsageError as e:
-        fail(_one_line(Exception(e.format_message())))
-    except click.ClickException as e:
-        fail(_one_line(Exception(e.format_message())))
-    except click.Abort:
-        _err("Interrupted by user")
-        sys.exit(130)
-    except BrokenPipeError:
-        sys.stderr.close()
-        sys.exit(1)
-    except SystemExit:
-        raise
-    except Exception as e:  # noqa: BLE001 - never a traceback; LLAMAPY_TRACEBACK=1 shows it
-        if os.environ.get("LLAMAPY_TRACEBACK"):
-            raise
-        fail(f"{type(e).__name__}: {_one_line(e)}")
-    sys.exit(rv if isinstance(rv, int) else 0)
+    run_command(cli, "llamapy-cli", argv)
 
 
 if __name__ == "__main__":

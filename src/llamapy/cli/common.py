@@ -1,6 +1,7 @@
 """Pieces every llamapy command shares: the --version text and one-line error exits."""
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -40,3 +41,35 @@ def import_kernels():
     except ImportError as e:
         fail(f"llamapy's compiled kernels are missing ({e}); reinstall with `pip install .`")
     return _ops
+
+
+def one_line(e: BaseException) -> str:
+    """An exception's message folded onto one line."""
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def run_command(command: click.Command, prog_name: str, argv=None):
+    """Run a click command as a program: every usage error or failure is one `error: ...` line and exit 1.
+
+    LLAMAPY_TRACEBACK=1 lets unexpected exceptions through with their traceback, for debugging.
+    """
+    try:
+        rv = command.main(args=argv, prog_name=prog_name, standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as e:  # a bare group name: show its help, as click would
+        click.echo(e.ctx.get_help())
+        sys.exit(0)
+    except click.ClickException as e:  # usage errors included
+        fail(one_line(Exception(e.format_message())))
+    except click.Abort:
+        click.echo("Interrupted by user", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(1)
+    except SystemExit:
+        raise
+    except Exception as e:  # noqa: BLE001 - never a traceback for the user
+        if os.environ.get("LLAMAPY_TRACEBACK"):
+            raise
+        fail(f"{type(e).__name__}: {one_line(e)}")
+    sys.exit(rv if isinstance(rv, int) else 0)

@@ -5,7 +5,7 @@ import json
 
 import click
 
-from llamapy.cli.common import fail, version_option
+from llamapy.cli.common import fail, run_command, version_option
 
 PREVIEW_ITEMS = 8  # array values shown inline before eliding
 
@@ -34,7 +34,7 @@ def _count(field) -> int:
 @click.option("--no-tensors", is_flag=True, help="Metadata only.")
 @click.option("--json", "as_json", is_flag=True, help="Metadata (scalars) and tensors as JSON.")
 @version_option()
-def main(path, no_tensors, as_json):
+def gguf_dump(path, no_tensors, as_json):
     """Print the metadata and tensor table (name, type, shape, bytes) of the GGUF file PATH."""
     from llamapy.gguf import GGUFError, GGUFReader, type_name
     try:
@@ -69,6 +69,10 @@ def main(path, no_tensors, as_json):
     for i, t in enumerate(reader.tensors, 1):
         dims = ", ".join(f"{d:5d}" for d in tuple(t.shape) + (1,) * (4 - len(t.shape)))
         echo(f"{i:7d}: {t.n_elements:10d} | {dims} | {type_name(t.type):<7} | {t.n_bytes:11d} | {t.name}")
+
+
+def main(argv=None):
+    run_command(gguf_dump, "llamapy-gguf", argv)
 
 
 if __name__ == "__main__":

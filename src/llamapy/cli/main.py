@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from llamapy.cli.common import fail, import_kernels, version_option
+from llamapy.cli.common import fail, import_kernels, run_command, version_option
 
 
 
@@ -50,8 +50,8 @@ def fetch(name):
         fail(str(e))
 
 
-def main():
-    cli()
+def main(argv=None):
+    run_command(cli, "llamapy", argv)
 
 
 if __name__ == "__main__":
