@@ -52,9 +52,9 @@ class Llama:
         reader = GGUFReader(self.model_path)
         if n_ctx == 0:
             n_ctx = ModelConfig.from_gguf(reader).n_ctx_train
-        self._model = Model(self.model_path, n_ctx=int(n_ctx), n_batch=min(int(n_batch), int(n_ubatch)),
+        self._model = Model(reader, n_ctx=int(n_ctx), n_batch=min(int(n_batch), int(n_ubatch)),
                             n_threads=n_threads)
-        self.tokenizer_ = Tokenizer.from_gguf(self._model.reader)
+        self.tokenizer_ = Tokenizer.from_gguf(reader)
         self.load_ms = (time.perf_counter() - t0) * 1e3
         self._n_ctx = int(n_ctx)
         self.n_batch = int(n_batch)

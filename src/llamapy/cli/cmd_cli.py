@@ -221,7 +221,7 @@ def cli(ctx, model, prompt, prompt_file, n_predict, n_ctx, n_batch, n_ubatch, n_
         fail(f"prompt is too long ({len(ids)} tokens, max {n_ctx - 4})")
 
     try:
-        mdl = Model(model, n_ctx=n_ctx, n_batch=min(n_batch, n_ubatch), n_threads=None if n_threads < 0 else n_threads)
+        mdl = Model(reader, n_ctx=n_ctx, n_batch=min(n_batch, n_ubatch), n_threads=None if n_threads < 0 else n_threads)
     except (ValueError, MemoryError, OSError) as e:
         fail(f"failed to load model '{model}': {one_line(e)}")
     load_ms = (time.perf_counter() - t_load) * 1e3

@@ -21,7 +21,9 @@ from llamapy.runtime import effective_n_threads
 
 class Model:
     def __init__(self, path, n_ctx: int = 2048, n_batch: int = 512, n_threads: int | None = None):
-        self.reader = GGUFReader(path)
+        """path: a .gguf file, or an open GGUFReader of one (reused, so the file is parsed only once)."""
+        self.reader = path if isinstance(path, GGUFReader) else GGUFReader(path)
+        path = self.reader.path
         name = self.reader.get("general.architecture")
         if name is None:
             raise ValueError(f"{path}: no general.architecture")
