@@ -136,7 +136,8 @@ def test_logits_shape_checked():
     (dict(repeat_penalty=0.0), "--repeat-penalty"), (dict(repeat_penalty=float("inf")), "--repeat-penalty"),
     (dict(repeat_last_n=-1), "--repeat-last-n"), (dict(presence_penalty=float("nan")), "--presence-penalty"),
     (dict(frequency_penalty=float("inf")), "--frequency-penalty"), (dict(mirostat=3), "--mirostat"),
-    (dict(dry_multiplier=0.8), "DRY"), (dict(dry_penalty_last_n=-1), "--dry-penalty-last-n"),
+    (dict(dry_multiplier=float("nan")), "--dry-multiplier"), (dict(dry_penalty_last_n=-1), "--dry-penalty-last-n"),
+    (dict(dry_allowed_length=2.5), "--dry-allowed-length"), (dict(dry_sequence_breakers="\n"), "breaker"),
     (dict(seed=2**32), "--seed"), (dict(top_p=float("nan")), "--top-p"), (dict(top_k=1.5), "--top-k"),
     (dict(samplers=("top_k", "nope")), "unknown sampler"), (dict(logit_bias={1: float("nan")}), "logit-bias"),
 ])

@@ -122,8 +122,14 @@ class Llama:
                           repeat_penalty: float = 1.0, top_k: int = 40, stream: bool = False,
                           seed: int | None = None, mirostat_mode: int = 0, mirostat_tau: float = 5.0,
                           mirostat_eta: float = 0.1, model: str | None = None, logit_bias: dict | None = None,
+                          dry_multiplier: float = 0.0, dry_base: float = 1.75, dry_allowed_length: int = 2,
+                          dry_penalty_last_n: int = 64, dry_sequence_breakers: list[str] | None = None,
                           **kwargs):
         """Complete ``prompt`` (text, tokenized with special tokens parsed, or token ids).
+
+        DRY ("don't repeat yourself", off unless ``dry_multiplier`` != 0) takes llama.cpp server's names:
+        ``dry_base`` below 1 means the default, ``dry_sequence_breakers`` None the default breakers
+        ("\\n", ":", "\"", "*"), else a non-empty list of strings.
 
         Returns ``{"id", "object": "text_completion", "created", "model", "choices": [{"text", "index",
         "logprobs", "finish_reason"}], "usage": {...}}``, or with ``stream=True`` an iterator of chunks
@@ -137,9 +143,11 @@ class Llama:
         for name in ("grammar", "logits_processor", "stopping_criteria"):
             if kwargs.get(name) is not None:
                 raise ValueError(f"{name} is not supported yet")
+        dry = self._dry_params(dry_multiplier, dry_base, dry_allowed_length, dry_penalty_last_n,
+                               dry_sequence_breakers)
         gen, prompt_ids = self._start(prompt, max_tokens, temperature, top_p, min_p, typical_p, stop,
                                       frequency_penalty, presence_penalty, repeat_penalty, top_k, seed,
-                                      mirostat_mode, mirostat_tau, mirostat_eta, logit_bias)
+                                      mirostat_mode, mirostat_tau, mirostat_eta, logit_bias, dry)
         head = {"id": f"cmpl-{uuid.uuid4()}", "object": "text_completion", "created": int(time.time()),
                 "model": model or self.model_path}
         prompt_text = self.tokenizer_.decode(prompt_ids) if echo else ""
@@ -155,9 +163,23 @@ class Llama:
 
     __call__ = create_completion
 
+    @staticmethod
+    def _dry_params(multiplier, base, allowed_length, penalty_last_n, breakers) -> dict:
+        """The server's rules: base < 1 -> default; lengths >= 0; breakers a non-empty list of strings."""
+        for name, v in (("dry_allowed_length", allowed_length), ("dry_penalty_last_n", penalty_last_n)):
+            if isinstance(v, bool) or int(v) != v or v < 0:
+                raise ValueError(f"{name} must be an integer >= 0 (got {v!r})")
+        out = dict(dry_multiplier=float(multiplier), dry_base=float(base) if base >= 1 else 1.75,
+                   dry_allowed_length=int(allowed_length), dry_penalty_last_n=int(penalty_last_n))
+        if breakers is not None:
+            if isinstance(breakers, str) or not breakers or not all(isinstance(b, str) for b in breakers):
+                raise ValueError("dry_sequence_breakers must be a non-empty list of strings")
+            out["dry_sequence_breakers"] = tuple(breakers)
+        return out
+
     def _start(self, prompt, max_tokens, temperature, top_p, min_p, typical_p, stop, frequency_penalty,
                presence_penalty, repeat_penalty, top_k, seed, mirostat_mode, mirostat_tau, mirostat_eta,
-               logit_bias):
+               logit_bias, dry):
         tok = self.tokenizer_
         if isinstance(prompt, str):
             if prompt == "":
@@ -179,8 +201,8 @@ class Llama:
             presence_penalty=float(presence_penalty), frequency_penalty=float(frequency_penalty),
             mirostat=int(mirostat_mode), mirostat_ent=float(mirostat_tau), mirostat_lr=float(mirostat_eta),
             seed=self._seed if seed is None else int(seed),
-            logit_bias={int(k): float(v) for k, v in (logit_bias or {}).items()})
-        sampler = Sampler(params, self._model.n_vocab, tok.vocab.eog_ids)
+            logit_bias={int(k): float(v) for k, v in (logit_bias or {}).items()}, **dry)
+        sampler = Sampler(params, self._model.n_vocab, tok.vocab.eog_ids, tokenizer=tok)
         stats = GenStats(load_ms=self.load_ms if self._first_call else 0.0)
         self._first_call = False
         return Generation(self._model, tok, sampler, prompt_ids, max_tokens=max_tokens, stop=stop or (),

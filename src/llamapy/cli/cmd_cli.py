@@ -71,6 +71,22 @@ def parse_logit_bias(values) -> dict[int, float]:
     return out
 
 
+def dry_sequence_breakers(values, escape: bool = True) -> tuple[str, ...]:
+    """--dry-sequence-breaker, as llama.cpp's: the first use drops the defaults, 'none' empties the list
+    (so far); escapes are processed (with -e, the default) after parsing."""
+    from llamapy.sampling.dry import DEFAULT_SEQUENCE_BREAKERS
+    if not values:
+        out = list(DEFAULT_SEQUENCE_BREAKERS)
+    else:
+        out = []
+        for v in values:
+            if v == "none":
+                out.clear()
+            else:
+                out.append(v)
+    return tuple(process_escapes(b) if escape else b for b in out)
+
+
 def _out(text: str):
     """Write completion text to stdout as UTF-8 bytes, right away."""
     sys.stdout.buffer.write(text.encode("utf-8", errors="replace"))
@@ -109,6 +125,16 @@ def _err(line: str = ""):
 @click.option("--repeat-penalty", type=float, default=1.0, show_default=True, help="Repeat penalty (1 disables).")
 @click.option("--presence-penalty", type=float, default=0.0, show_default=True, help="Presence penalty.")
 @click.option("--frequency-penalty", type=float, default=0.0, show_default=True, help="Frequency penalty.")
+@click.option("--dry-multiplier", type=float, default=0.0, show_default=True, help="DRY multiplier (0 disables).")
+@click.option("--dry-base", type=float, default=1.75, show_default=True,
+              help="DRY base (values below 1 are ignored).")
+@click.option("--dry-allowed-length", type=int, default=2, show_default=True,
+              help="DRY: repeats longer than this are penalised.")
+@click.option("--dry-penalty-last-n", type=int, default=64, show_default=True,
+              help="DRY: tokens scanned for repeats (0 disables).")
+@click.option("--dry-sequence-breaker", "dry_breakers", multiple=True, metavar="STRING",
+              help="DRY sequence breaker; the first one replaces the defaults ('\\n', ':', '\"', '*'), "
+                   "'none' clears them (repeatable).")
 @click.option("--mirostat", type=int, default=0, show_default=True, help="Mirostat (0 off, 1 v1, 2 v2).")
 @click.option("--mirostat-lr", type=float, default=0.1, show_default=True, help="Mirostat learning rate (eta).")
 @click.option("--mirostat-ent", type=float, default=5.0, show_default=True, help="Mirostat target entropy (tau).")
@@ -128,7 +154,8 @@ def _err(line: str = ""):
 @click.pass_context
 def cli(ctx, model, prompt, prompt_file, n_predict, n_ctx, n_batch, n_ubatch, n_threads, seed, escape, temp,
         top_k, top_p, min_p, typical, repeat_last_n, repeat_penalty, presence_penalty, frequency_penalty,
-        mirostat, mirostat_lr, mirostat_ent, logit_bias, ignore_eos, cache_type_k, cache_type_v,
+        dry_multiplier, dry_base, dry_allowed_length, dry_penalty_last_n, dry_breakers, mirostat, mirostat_lr,
+        mirostat_ent, logit_bias, ignore_eos, cache_type_k, cache_type_v,
         verbose_prompt, special, display_prompt, no_cnv, perf):
     """Complete a prompt with a GGUF model (llama-completion without conversation mode).
 
@@ -149,7 +176,10 @@ def cli(ctx, model, prompt, prompt_file, n_predict, n_ctx, n_batch, n_ubatch, n_
             fail(f"{flag} {kv}: KV cache type not supported yet (only f16)")
     if not -(2**31) <= seed <= 0xFFFFFFFF:
         fail(f"--seed must be a 32-bit integer or -1 (got {seed})")
+    if dry_penalty_last_n < 0:
+        fail(f"invalid dry-penalty-last-n = {dry_penalty_last_n}")
     bias = parse_logit_bias(logit_bias)
+    breakers = dry_sequence_breakers(dry_breakers, escape)
 
     if prompt_file is not None:
         try:
@@ -163,10 +193,14 @@ def cli(ctx, model, prompt, prompt_file, n_predict, n_ctx, n_batch, n_ubatch, n_
     if escape:
         prompt = process_escapes(prompt)
 
+    import numpy as np
+
     from llamapy.sampling import Sampler, SamplingParams
     params = SamplingParams(
         temp=max(temp, 0.0), top_k=top_k, top_p=top_p, min_p=min_p, typical=typical, repeat_last_n=repeat_last_n,
         repeat_penalty=repeat_penalty, presence_penalty=presence_penalty, frequency_penalty=frequency_penalty,
+        dry_multiplier=dry_multiplier, dry_base=dry_base if np.float32(dry_base) >= 1 else 1.75,  # < 1: ignored
+        dry_allowed_length=dry_allowed_length, dry_penalty_last_n=dry_penalty_last_n, dry_sequence_breakers=breakers,
         mirostat=mirostat, mirostat_lr=mirostat_lr, mirostat_ent=mirostat_ent,
         seed=seed & 0xFFFFFFFF if seed < 0 else seed, ignore_eos=ignore_eos, logit_bias=bias)
     try:
@@ -235,7 +269,7 @@ def cli(ctx, model, prompt, prompt_file, n_predict, n_ctx, n_batch, n_ubatch, n_
             _err(f"{t:6d} -> '{tok.token_to_piece(t, special=True).decode('utf-8', errors='replace')}'")
         _err()
 
-    sampler = Sampler(params, cfg.n_vocab, tok.vocab.eog_ids)
+    sampler = Sampler(params, cfg.n_vocab, tok.vocab.eog_ids, tokenizer=tok)
     _print_sampler(sampler, params, n_ctx, mdl.n_batch, n_predict)
 
     # -- generate -------------------------------------------------------------------------------

@@ -3,8 +3,8 @@
 Chain, as llama.cpp builds it:
 
 1. ``logit-bias`` (user biases, then -inf on every end-of-generation token with ``ignore_eos``), if any;
-2. ``mirostat == 0``: the configured samplers in order (default penalties, dry, top-n-sigma, top-k, typical,
-   top-p, min-p, xtc, temperature), then ``dist`` (seeded ``std::mt19937``, one draw per token, also at
+2. ``mirostat == 0``: the configured samplers in order (default penalties, dry (when on), top-n-sigma, top-k,
+   typical, top-p, min-p, xtc, temperature), then ``dist`` (seeded ``std::mt19937``, one draw per token, also at
    temperature <= 0 where only the best token survives);
 3. ``mirostat == 1``: plain temperature then mirostat v1 (m = 100); ``mirostat == 2``: temperature then
    mirostat v2. Everything else, penalties included, is skipped.
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from .dry import DEFAULT_SEQUENCE_BREAKERS, Dry, dry_enabled
 from .rng import DEFAULT_SEED
 from .samplers import (
     XTC, Candidates, Dist, LogitBias, MinP, Mirostat, MirostatV2, Penalties, Sampler_, Temp, TempExt, TopK,
@@ -73,10 +74,11 @@ class SamplingParams:
     repeat_penalty: float = 1.00       # 1 disables
     presence_penalty: float = 0.00
     frequency_penalty: float = 0.00
-    dry_multiplier: float = 0.00       # DRY is not implemented: only the disabled value is accepted
-    dry_base: float = 1.75
-    dry_allowed_length: int = 2
-    dry_penalty_last_n: int = 64
+    dry_multiplier: float = 0.00       # DRY: 0 disables
+    dry_base: float = 1.75             # < 1 disables (the command line ignores such values)
+    dry_allowed_length: int = 2        # repeats longer than this are penalised
+    dry_penalty_last_n: int = 64       # DRY window; 0 disables
+    dry_sequence_breakers: tuple = DEFAULT_SEQUENCE_BREAKERS
     dynatemp_range: float = 0.00
     dynatemp_exp: float = 1.00
     mirostat: int = 0                  # 0 off, 1 = v1, 2 = v2
@@ -105,10 +107,16 @@ class SamplingParams:
             raise ValueError(f"--repeat-penalty must be > 0 (got {self.repeat_penalty!r})")
         if int(self.repeat_last_n) != self.repeat_last_n or self.repeat_last_n < 0:
             raise ValueError(f"--repeat-last-n must be an integer >= 0 (got {self.repeat_last_n!r})")
+        finite("dry_multiplier", "--dry-multiplier")
+        for name in ("dry_allowed_length", "dry_penalty_last_n"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or int(v) != v or not -(2**31) <= v < 2**31:
+                raise ValueError(f"--{name.replace('_', '-')} must be a 32-bit integer (got {v!r})")
         if self.dry_penalty_last_n < 0:
             raise ValueError(f"--dry-penalty-last-n must be >= 0 (got {self.dry_penalty_last_n!r})")
-        if self.dry_multiplier != 0:
-            raise ValueError("--dry-multiplier: DRY sampling is not supported")
+        if isinstance(self.dry_sequence_breakers, str) or not all(
+                isinstance(b, str) for b in self.dry_sequence_breakers):
+            raise ValueError("--dry-sequence-breaker: breakers must be a list of strings")
         if int(self.top_k) != self.top_k:
             raise ValueError(f"--top-k must be an integer (got {self.top_k!r})")
         if self.mirostat not in (0, 1, 2):
@@ -144,17 +152,18 @@ def _bias_pairs(bias) -> list[tuple[int, float]]:
 class Sampler:
     """The sampling chain for one sequence: ``sample(logits) -> token``, then ``accept(token)``.
 
-    ``accept`` feeds the penalty history (call it for prompt tokens too, as llama.cpp does); ``sample`` does
-    not accept by itself. ``eos_ids``: the end-of-generation tokens, biased to -inf with ``ignore_eos``.
+    ``accept`` feeds the penalty and DRY histories (call it for prompt tokens too, as llama.cpp does);
+    ``sample`` does not accept by itself. ``eos_ids``: the end-of-generation tokens, biased to -inf with
+    ``ignore_eos``. ``tokenizer``: needed only with DRY on, to turn its sequence breakers into tokens.
     """
 
-    def __init__(self, params: SamplingParams | None = None, n_vocab: int = 0, eos_ids=()):
+    def __init__(self, params: SamplingParams | None = None, n_vocab: int = 0, eos_ids=(), tokenizer=None):
         self.params = params = (params or SamplingParams()).validate()
         if n_vocab <= 0:
             raise ValueError(f"n_vocab must be > 0 (got {n_vocab})")
         self.n_vocab = int(n_vocab)
         self.eos_ids = tuple(int(t) for t in eos_ids)
-        self.chain: list[Sampler_] = build_chain(params, self.n_vocab, self.eos_ids)
+        self.chain: list[Sampler_] = build_chain(params, self.n_vocab, self.eos_ids, tokenizer)
         self._ids = np.arange(self.n_vocab, dtype=np.int32)
         self._ids.flags.writeable = False
         self._logits = np.empty(self.n_vocab, np.float32)
@@ -199,7 +208,7 @@ class Sampler:
         return "Sampler(" + " -> ".join(s.name for s in self.chain) + ")"
 
 
-def build_chain(p: SamplingParams, n_vocab: int, eos_ids=()) -> list[Sampler_]:
+def build_chain(p: SamplingParams, n_vocab: int, eos_ids=(), tokenizer=None) -> list[Sampler_]:
     seed = p.seed_u32
     temp = max(float(p.temp), 0.0)  # the command line clamps --temp to >= 0
     chain: list[Sampler_] = []
@@ -216,7 +225,12 @@ def build_chain(p: SamplingParams, n_vocab: int, eos_ids=()) -> list[Sampler_]:
         if name == "penalties":
             chain.append(Penalties(p.repeat_last_n, p.repeat_penalty, p.frequency_penalty, p.presence_penalty))
         elif name == "dry":
-            continue  # validate() only lets the disabled DRY through: a no-op
+            if not dry_enabled(p.dry_multiplier, p.dry_base, p.dry_penalty_last_n):
+                continue  # llama.cpp puts an empty placeholder here
+            if tokenizer is None and any(p.dry_sequence_breakers):
+                raise ValueError("DRY sequence breakers need the model's tokenizer")
+            chain.append(Dry.from_strings(p.dry_multiplier, p.dry_base, p.dry_allowed_length,
+                                          p.dry_penalty_last_n, p.dry_sequence_breakers, tokenizer))
         elif name == "top_n_sigma":
             chain.append(TopNSigma(p.top_n_sigma))
         elif name == "top_k":
