@@ -5,7 +5,7 @@ The ISA in use is chosen once at import (best the CPU supports, or $LLAMAPY_CPU)
 with set_isa(); every entry point also takes an explicit `isa` so tests can compare paths in-process.
 """
 import os
-from libc.stdint cimport int64_t, uint8_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint64_t
 from llamapy._kernels.kernels cimport *
 
 ISA_NAMES = ("scalar", "avx2", "avx512", "avx512vnni", "neon")
@@ -167,6 +167,32 @@ def vec_dot4(int t, int n, const uint8_t[:, ::1] w not None, const uint8_t[::1] 
     with nogil:
         k.vec_dot4[t](n, &s[0], &w[0, 0], w.shape[1], &a[0])
     return out
+
+
+def attn_scores(const float[::1] q not None, const uint16_t[:, :] k not None, float scale, isa=None):
+    """s[j] = scale * (q . f16 row k[j]) through the attention kernel (q: head_dim floats)."""
+    import numpy as np
+    cdef const llp_kernels *kt = _table(isa)
+    if k.shape[1] != q.shape[0] or (k.shape[0] > 1 and k.strides[1] != 2):
+        raise ValueError("k must be (n, head_dim) f16 rows with contiguous elements")
+    out = np.zeros(k.shape[0], dtype=np.float32)
+    cdef float[::1] s = out
+    if k.shape[0] == 0 or q.shape[0] == 0:
+        return out
+    with nogil:
+        kt.attn_scores(<int>q.shape[0], &q[0], &k[0, 0], k.strides[0] // 2, k.shape[0], scale, &s[0])
+    return out
+
+
+def attn_accum(const float[::1] p not None, const uint16_t[:, :] v not None, float[::1] acc not None, isa=None):
+    """acc += sum_j p[j] * f16 row v[j], in place, through the attention kernel."""
+    cdef const llp_kernels *kt = _table(isa)
+    if v.shape[0] != p.shape[0] or v.shape[1] != acc.shape[0] or (v.shape[1] > 1 and v.strides[1] != 2):
+        raise ValueError("v must be (len(p), len(acc)) f16 rows with contiguous elements")
+    if v.shape[0] == 0 or acc.shape[0] == 0:
+        return
+    with nogil:
+        kt.attn_accum(<int>acc.shape[0], &p[0], &v[0, 0], v.strides[0] // 2, v.shape[0], &acc[0])
 
 
 def matmul_work_size(int t, int64_t cols, int64_t n_tok):

@@ -1,11 +1,15 @@
 # Declarations of the C kernel library (include/kernels.h) for Cython.
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t, uint16_t, uint64_t
 
 cdef extern from "include/kernels.h" nogil:
     ctypedef void (*llp_to_float_fn)(const void *x, float *y, int64_t k) noexcept nogil
     ctypedef void (*llp_from_float_fn)(const float *x, void *y, int64_t k) noexcept nogil
     ctypedef void (*llp_vec_dot_fn)(int n, float *s, const void *vx, const void *vy) noexcept nogil
     ctypedef void (*llp_vec_dot4_fn)(int n, float *s, const void *vx, size_t bx, const void *vy) noexcept nogil
+    ctypedef void (*llp_attn_scores_fn)(int head_dim, const float *q, const uint16_t *k, int64_t stride, int64_t n,
+                                        float scale, float *s) noexcept nogil
+    ctypedef void (*llp_attn_accum_fn)(int head_dim, const float *p, const uint16_t *v, int64_t stride, int64_t n,
+                                       float *acc) noexcept nogil
 
     ctypedef struct llp_type_info:
         const char *name
@@ -26,6 +30,8 @@ cdef extern from "include/kernels.h" nogil:
         llp_from_float_fn from_float[40]
         const char *impl[40]
         llp_vec_dot4_fn vec_dot4[40]
+        llp_attn_scores_fn attn_scores
+        llp_attn_accum_fn attn_accum
 
     ctypedef struct llp_cpu_features:
         int sse3, ssse3, avx, avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512dq, avx512vnni, avx512bf16

@@ -20,6 +20,16 @@ typedef void (*llp_vec_dot_fn)(int n, float *restrict s, const void *restrict vx
  * how rows are grouped never changes a result. */
 typedef void (*llp_vec_dot4_fn)(int n, float *restrict s, const void *restrict vx, size_t bx, const void *restrict vy);
 
+/* Attention over an f16 cache, one query row against n cached rows (stride elements apart):
+ *   scores: s[j] = scale * (q . k_j), q of head_dim floats (already rounded through f16, as the cache);
+ *   accum:  acc[d] += p[j] * v_j[d], j in order.
+ * Every ISA gives the scalar twin's bits: a dot sums lane l = d mod 16 in d order (product rounded, then
+ * added), then folds the 16 lanes in halves (l + 8, l + 4, l + 2, l + 1). */
+typedef void (*llp_attn_scores_fn)(int head_dim, const float *restrict q, const llp_fp16 *restrict k, int64_t stride,
+                                   int64_t n, float scale, float *restrict s);
+typedef void (*llp_attn_accum_fn)(int head_dim, const float *restrict p, const llp_fp16 *restrict v, int64_t stride,
+                                  int64_t n, float *restrict acc);
+
 typedef struct {
     const char *name;          /* ggml's name: "q4_K" */
     int blck_size;             /* elements per block (0: type not supported by the kernels) */
@@ -39,6 +49,8 @@ typedef struct {
     const char *impl[LLP_TYPE_COUNT];             /* which ISA's vec_dot is in use, for `info` */
     llp_vec_dot4_fn vec_dot4[LLP_TYPE_COUNT];     /* optional 4-row twin of vec_dot (NULL: none); an ISA
                                                    * that sets vec_dot[t] must set or clear vec_dot4[t] */
+    llp_attn_scores_fn attn_scores;
+    llp_attn_accum_fn attn_accum;
 } llp_kernels;
 
 /* ---- scalar reference: ref/quants.c, ref/quants_k.c, ref/dot.c ---- */

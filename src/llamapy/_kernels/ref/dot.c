@@ -361,6 +361,26 @@ static void vec_dot_tq2_0_q8_K(int n, float *restrict s, const void *restrict vx
     *s = sum;
 }
 
+/* ---- attention over an f16 cache (contract and summation order in kernels.h) ---- */
+
+static void attn_scores_ref(int head_dim, const float *restrict q, const llp_fp16 *restrict k, int64_t stride,
+                            int64_t n, float scale, float *restrict s) {
+    for (int64_t j = 0; j < n; j++) {
+        const llp_fp16 *kj = k + j * stride;
+        float lane[16] = {0};
+        for (int d = 0; d < head_dim; d++) lane[d % 16] += q[d] * llp_fp16_to_f32(kj[d]);
+        for (int w = 8; w >= 1; w /= 2)
+            for (int l = 0; l < w; l++) lane[l] += lane[l + w];
+        s[j] = lane[0] * scale;
+    }
+}
+
+static void attn_accum_ref(int head_dim, const float *restrict p, const llp_fp16 *restrict v, int64_t stride,
+                           int64_t n, float *restrict acc) {
+    for (int64_t j = 0; j < n; j++)
+        for (int d = 0; d < head_dim; d++) acc[d] += p[j] * llp_fp16_to_f32(v[j * stride + d]);
+}
+
 void llp_register_scalar(llp_kernels *k) {
     static const struct { int type; llp_vec_dot_fn fn; } dots[] = {
         {LLP_F32, vec_dot_f32},         {LLP_F16, vec_dot_f16},         {LLP_BF16, vec_dot_bf16},
@@ -381,4 +401,7 @@ void llp_register_scalar(llp_kernels *k) {
     k->from_float[LLP_Q8_K] = quantize_row_q8_K_ref;
     k->from_float[LLP_F16] = quantize_row_f16_ref;
     k->from_float[LLP_BF16] = quantize_row_bf16_ref;
+
+    k->attn_scores = attn_scores_ref;
+    k->attn_accum = attn_accum_ref;
 }

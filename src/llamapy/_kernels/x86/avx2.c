@@ -518,6 +518,80 @@ static void vec_dot_bf16_bf16(int n, float *restrict s, const void *restrict vx,
     DOT_FLOAT_BODY(llp_bf16, load_bf16x8, llp_bf16_to_f32)
 }
 
+/* ---------------------------------------------------------------- attention over an f16 cache */
+
+/* 8 elements at p as floats; past `valid` (< 8) zero, so a tail adds only zero products */
+static inline __m256 load_f16_upto8(const llp_fp16 *p, int valid) {
+    if (valid >= 8) return load_f16x8(p);
+    llp_fp16 t[8] = {0};
+    memcpy(t, p, sizeof(llp_fp16) * (size_t)valid);
+    return load_f16x8(t);
+}
+
+static inline __m256 load_f32_upto8(const float *p, int valid) {
+    if (valid >= 8) return _mm256_loadu_ps(p);
+    float t[8] = {0};
+    memcpy(t, p, sizeof(float) * (size_t)valid);
+    return _mm256_loadu_ps(t);
+}
+
+/* Lanes 0-7 in lo, 8-15 in hi, folded in halves: l + 8, l + 4, l + 2, l + 1 (the scalar twin's order) */
+static inline float fold16(__m256 lo, __m256 hi) {
+    const __m256 s8 = _mm256_add_ps(lo, hi);
+    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
+}
+
+/* Products are rounded before they are added (no FMA), as in the scalar twin, for the same bits. */
+static void attn_scores(int head_dim, const float *restrict q, const llp_fp16 *restrict k, int64_t stride,
+                        int64_t n, float scale, float *restrict s) {
+    for (int64_t j = 0; j < n; j++) {
+        const llp_fp16 *kj = k + j * stride;
+        __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+        int d = 0;
+        for (; d + 16 <= head_dim; d += 16) {
+            lo = _mm256_add_ps(lo, _mm256_mul_ps(_mm256_loadu_ps(q + d), load_f16x8(kj + d)));
+            hi = _mm256_add_ps(hi, _mm256_mul_ps(_mm256_loadu_ps(q + d + 8), load_f16x8(kj + d + 8)));
+        }
+        if (d < head_dim) {
+            const int r = head_dim - d;
+            lo = _mm256_add_ps(lo, _mm256_mul_ps(load_f32_upto8(q + d, r), load_f16_upto8(kj + d, r)));
+            if (r > 8) hi = _mm256_add_ps(hi, _mm256_mul_ps(load_f32_upto8(q + d + 8, r - 8), load_f16_upto8(kj + d + 8, r - 8)));
+        }
+        s[j] = fold16(lo, hi) * scale;
+    }
+}
+
+/* acc += p[j] * v_j, 32 columns at a time held in registers across all j */
+static void attn_accum(int head_dim, const float *restrict p, const llp_fp16 *restrict v, int64_t stride,
+                       int64_t n, float *restrict acc) {
+    int d = 0;
+    for (; d + 32 <= head_dim; d += 32) {
+        __m256 a0 = _mm256_loadu_ps(acc + d), a1 = _mm256_loadu_ps(acc + d + 8);
+        __m256 a2 = _mm256_loadu_ps(acc + d + 16), a3 = _mm256_loadu_ps(acc + d + 24);
+        for (int64_t j = 0; j < n; j++) {
+            const __m256 pj = _mm256_set1_ps(p[j]);
+            const llp_fp16 *vj = v + j * stride + d;
+            a0 = _mm256_add_ps(a0, _mm256_mul_ps(pj, load_f16x8(vj)));
+            a1 = _mm256_add_ps(a1, _mm256_mul_ps(pj, load_f16x8(vj + 8)));
+            a2 = _mm256_add_ps(a2, _mm256_mul_ps(pj, load_f16x8(vj + 16)));
+            a3 = _mm256_add_ps(a3, _mm256_mul_ps(pj, load_f16x8(vj + 24)));
+        }
+        _mm256_storeu_ps(acc + d, a0);
+        _mm256_storeu_ps(acc + d + 8, a1);
+        _mm256_storeu_ps(acc + d + 16, a2);
+        _mm256_storeu_ps(acc + d + 24, a3);
+    }
+    for (; d + 8 <= head_dim; d += 8) {
+        __m256 a = _mm256_loadu_ps(acc + d);
+        for (int64_t j = 0; j < n; j++) a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_set1_ps(p[j]), load_f16x8(v + j * stride + d)));
+        _mm256_storeu_ps(acc + d, a);
+    }
+    for (; d < head_dim; d++)
+        for (int64_t j = 0; j < n; j++) acc[d] += p[j] * fp16_to_f32(v[j * stride + d]);
+}
+
 /* ---------------------------------------------------------------- activation quantizers */
 
 static inline __m256 abs_ps(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
@@ -647,6 +721,8 @@ static void quantize_row_bf16(const float *restrict x, void *restrict vy, int64_
 }
 
 void llp_register_avx2(llp_kernels *k) {
+    k->attn_scores = attn_scores;
+    k->attn_accum = attn_accum;
 #define SET(t, fn) (k->vec_dot[t] = fn, k->impl[t] = "avx2")
     SET(LLP_F32, vec_dot_f32_f32);
     SET(LLP_F16, vec_dot_f16_f16);

@@ -1,0 +1,67 @@
+"""Attention kernels over an f16 cache (scores q . k_j and the p-weighted sum of V rows): every SIMD path
+gives the scalar twin's bits, and the scalar twin is the math (checked in float64)."""
+import numpy as np
+import pytest
+
+from llamapy._kernels import _ops
+
+SIMD_ISAS = [isa for isa in _ops.available_isas() if isa != "scalar"]
+# head sizes of real models (64, 128, 256) and odd ones around the 8/16/32-element steps
+HEAD_DIMS = (1, 7, 8, 9, 15, 16, 17, 24, 40, 64, 80, 128, 256)
+ROW_COUNTS = (1, 2, 5, 37)
+# The scalar twin sums at most 16 rounded products per lane then folds 16 lanes: far inside 1e-5 of
+# sum |terms| (float32 has 2^-24), while one wrong element is not.
+REL_BUDGET = 1e-5
+
+
+def cache_rows(rng, n, head_dim, extra=24):
+    """n f16 rows of head_dim inside a wider cache (rows `head_dim + extra` elements apart), as the KV
+    cache lays out one head among several."""
+    full = rng.standard_normal((n, head_dim + extra)).astype(np.float16)
+    return full.view(np.uint16)[:, 3:3 + head_dim]
+
+
+@pytest.mark.parametrize("isa", ["scalar"] + SIMD_ISAS)
+@pytest.mark.parametrize("head_dim", HEAD_DIMS)
+def test_scores(isa, head_dim):
+    rng = np.random.default_rng(head_dim)
+    for n in ROW_COUNTS:
+        q = rng.standard_normal(head_dim).astype(np.float16).astype(np.float32)
+        k = cache_rows(rng, n, head_dim)
+        got = _ops.attn_scores(q, k, 0.125, isa=isa)
+        if isa == "scalar":
+            kf = k.view(np.float16).astype(np.float64)
+            want = kf @ q.astype(np.float64) * 0.125
+            budget = REL_BUDGET * (np.abs(kf) @ np.abs(q.astype(np.float64))) * 0.125
+            assert np.all(np.abs(got - want) <= budget + 1e-30), (n, head_dim)
+        else:
+            np.testing.assert_array_equal(got, _ops.attn_scores(q, k, 0.125, isa="scalar"))
+
+
+@pytest.mark.parametrize("isa", ["scalar"] + SIMD_ISAS)
+@pytest.mark.parametrize("head_dim", HEAD_DIMS)
+def test_accum(isa, head_dim):
+    rng = np.random.default_rng(1000 + head_dim)
+    for n in ROW_COUNTS:
+        p = rng.random(n).astype(np.float32)
+        v = cache_rows(rng, n, head_dim)
+        start = rng.standard_normal(head_dim).astype(np.float32)
+        got = start.copy()
+        _ops.attn_accum(p, v, got, isa=isa)
+        if isa == "scalar":
+            vf = v.view(np.float16).astype(np.float64)
+            want = start + p.astype(np.float64) @ vf
+            budget = REL_BUDGET * (np.abs(start) + p.astype(np.float64) @ np.abs(vf))
+            assert np.all(np.abs(got - want) <= budget), (n, head_dim)
+        else:
+            ref = start.copy()
+            _ops.attn_accum(p, v, ref, isa="scalar")
+            np.testing.assert_array_equal(got, ref)
+
+
+def test_shape_errors():
+    q = np.zeros(8, dtype=np.float32)
+    with pytest.raises(ValueError):
+        _ops.attn_scores(q, np.zeros((3, 9), dtype=np.uint16), 1.0)
+    with pytest.raises(ValueError):
+        _ops.attn_accum(np.zeros(2, dtype=np.float32), np.zeros((3, 8), dtype=np.uint16), q)
