@@ -76,3 +76,39 @@ def test_matmul_with_4_row_groups_and_leftover_rows(t, isa):
                 want = np.array([_ops.vec_dot(int(t), n, W[r], a, isa=isa) for r in range(rows)], dtype=np.float32)
                 assert np.array_equal(Y[i].view(np.uint32), want.view(np.uint32)), (
                     f"{kd.name(t)} {isa} rows={rows} threads={n_threads} token {i}")
+
+
+# The 4-row x 2-token tiles for prompt batches (vec_dot4x2), where a path has them.
+EXPECTED_TILES = {
+    "avx512": (T.Q5_0,),
+    "avx512vnni": (T.Q5_0, T.Q8_0),
+}
+
+
+def with_tile(isa):
+    return [t for t in kd.DOT_TYPES if t not in kd.FLOAT_TYPES
+            and _ops.vec_dot4x2(int(t), 0, np.zeros((4, 0), np.uint8), np.zeros((2, 0), np.uint8), isa=isa) is not None]
+
+
+TILE_CASES = [pytest.param(t, isa, id=f"{kd.name(t)}-{isa}") for isa in ISAS for t in with_tile(isa)]
+
+
+@pytest.mark.parametrize("isa", [isa for isa in EXPECTED_TILES if isa in ISAS])
+def test_expected_paths_have_tile_kernels(isa):
+    assert set(EXPECTED_TILES[isa]) <= set(with_tile(isa))
+
+
+@pytest.mark.parametrize("t,isa", TILE_CASES)
+def test_vec_dot4x2_is_vec_dot_element_by_element(t, isa):
+    rng = np.random.default_rng(8000 + int(t))
+    vdt = kd.vec_dot_type(t)
+    for nb in BLOCK_COUNTS:
+        n = nb * kd.block_elems(t)
+        W = np.stack([kd.random_weights(t, n, rng) for _ in range(4)])
+        A = np.stack([quantized_activations(vdt, n, rng), kd.random_activations(vdt, n, rng)])
+        got = _ops.vec_dot4x2(int(t), n, W, A, isa=isa)
+        for tok in range(2):
+            for r in range(4):
+                one = np.float32(_ops.vec_dot(int(t), n, W[r], A[tok], isa=isa))
+                assert got[tok, r].view(np.uint32) == one.view(np.uint32), (
+                    f"{kd.name(t)} {isa} n={n} token {tok} row {r}: tile {got[tok, r]!r}, vec_dot {one!r}")

@@ -169,6 +169,26 @@ def vec_dot4(int t, int n, const uint8_t[:, ::1] w not None, const uint8_t[::1] 
     return out
 
 
+def vec_dot4x2(int t, int n, const uint8_t[:, ::1] w not None, const uint8_t[:, ::1] a not None, isa=None):
+    """The tile kernel: dots of w's 4 rows with a's 2 rows, as a (2, 4) float32 array, or None when the
+    chosen path has no tile kernel for t."""
+    import numpy as np
+    cdef const llp_type_info *ti = _info(t)
+    cdef const llp_kernels *k = _table(isa)
+    if ti.vec_dot_type < 0 or k.vec_dot4x2[t] == NULL:
+        return None
+    if (w.shape[0] != 4 or a.shape[0] != 2 or _row_bytes(ti, n) != <size_t>w.shape[1]
+            or _row_bytes(&llp_types[ti.vec_dot_type], n) != <size_t>a.shape[1]):
+        raise ValueError("need 4 weight rows and 2 activation rows of n elements")
+    out = np.zeros((2, 4), dtype=np.float32)
+    cdef float[:, ::1] s = out
+    if n == 0:
+        return out
+    with nogil:
+        k.vec_dot4x2[t](n, &s[0, 0], 4, &w[0, 0], w.shape[1], &a[0, 0], a.shape[1])
+    return out
+
+
 def attn_scores(const float[::1] q not None, const uint16_t[:, :] k not None, float scale, isa=None):
     """s[j] = scale * (q . f16 row k[j]) through the attention kernel (q: head_dim floats)."""
     import numpy as np

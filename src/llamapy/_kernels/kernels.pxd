@@ -6,6 +6,8 @@ cdef extern from "include/kernels.h" nogil:
     ctypedef void (*llp_from_float_fn)(const float *x, void *y, int64_t k) noexcept nogil
     ctypedef void (*llp_vec_dot_fn)(int n, float *s, const void *vx, const void *vy) noexcept nogil
     ctypedef void (*llp_vec_dot4_fn)(int n, float *s, const void *vx, size_t bx, const void *vy) noexcept nogil
+    ctypedef void (*llp_vec_dot4x2_fn)(int n, float *s, size_t ls, const void *vx, size_t bx, const void *vy,
+                                       size_t by) noexcept nogil
     ctypedef void (*llp_attn_scores_fn)(int head_dim, const float *q, const uint16_t *k, int64_t stride, int64_t n,
                                         float scale, float *s) noexcept nogil
     ctypedef void (*llp_attn_accum_fn)(int head_dim, const float *p, const uint16_t *v, int64_t stride, int64_t n,
@@ -30,6 +32,7 @@ cdef extern from "include/kernels.h" nogil:
         llp_from_float_fn from_float[40]
         const char *impl[40]
         llp_vec_dot4_fn vec_dot4[40]
+        llp_vec_dot4x2_fn vec_dot4x2[40]
         llp_attn_scores_fn attn_scores
         llp_attn_accum_fn attn_accum
 

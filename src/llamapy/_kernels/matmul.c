@@ -30,6 +30,7 @@ int llp_matmul(const llp_kernels *k, int type, const void *W, int64_t rows, int6
     int vdt = llp_types[type].vec_dot_type;
     llp_vec_dot_fn dot = k->vec_dot[type];
     llp_vec_dot4_fn dot4 = k->vec_dot4[type];  /* same bits as dot, row by row */
+    llp_vec_dot4x2_fn tile = dot4 ? k->vec_dot4x2[type] : NULL;  /* the same, 2 tokens at a time */
     if (vdt < 0 || !dot) return -1;
     if (cols % llp_types[type].blck_size || cols % llp_types[vdt].blck_size) return -2;
     llp_from_float_fn quantize = k->from_float[vdt] ? k->from_float[vdt] : llp_types[vdt].from_float_ref;
@@ -72,7 +73,13 @@ int llp_matmul(const llp_kernels *k, int type, const void *W, int64_t rows, int6
             const int64_t r0 = c * chunk_rows, r1 = r0 + chunk_rows < rows ? r0 + chunk_rows : rows;
             for (int64_t rb = r0; rb < r1; rb += ROW_BLOCK) {
                 const int64_t re = rb + ROW_BLOCK < r1 ? rb + ROW_BLOCK : r1;
-                for (int64_t t = 0; t < n_tok; t++) {
+                int64_t t = 0;
+                if (tile && re - rb == ROW_BLOCK)
+                    for (; t + 2 <= n_tok; t += 2)
+                        for (int64_t r = rb; r < re; r += 4)
+                            tile((int)cols, &Y[t * y_stride + r], (size_t)y_stride, (const char *)W + r * w_stride, w_stride,
+                                 acts + t * act_stride, act_stride);
+                for (; t < n_tok; t++) {
                     const void *a = acts + t * act_stride;
                     float *y = Y + t * y_stride;
                     int64_t r = rb;

@@ -19,6 +19,10 @@ typedef void (*llp_vec_dot_fn)(int n, float *restrict s, const void *restrict vx
  * activation-side work. Each s[r] has exactly the bits the same table's vec_dot gives for that row, so
  * how rows are grouped never changes a result. */
 typedef void (*llp_vec_dot4_fn)(int n, float *restrict s, const void *restrict vx, size_t bx, const void *restrict vy);
+/* s[t * ls + r] = dot(row vx + r * bx, row vy + t * by) for r < 4, t < 2: a tile for prompt batches, each
+ * weight block unpacked once for both activation rows; again each output has vec_dot's bits. */
+typedef void (*llp_vec_dot4x2_fn)(int n, float *restrict s, size_t ls, const void *restrict vx, size_t bx,
+                                  const void *restrict vy, size_t by);
 
 /* Attention over an f16 cache, one query row against n cached rows (stride elements apart):
  *   scores: s[j] = scale * (q . k_j), q of head_dim floats (already rounded through f16, as the cache);
@@ -49,6 +53,7 @@ typedef struct {
     const char *impl[LLP_TYPE_COUNT];             /* which ISA's vec_dot is in use, for `info` */
     llp_vec_dot4_fn vec_dot4[LLP_TYPE_COUNT];     /* optional 4-row twin of vec_dot (NULL: none); an ISA
                                                    * that sets vec_dot[t] must set or clear vec_dot4[t] */
+    llp_vec_dot4x2_fn vec_dot4x2[LLP_TYPE_COUNT]; /* optional tile twin of vec_dot, the same rule */
     llp_attn_scores_fn attn_scores;
     llp_attn_accum_fn attn_accum;
 } llp_kernels;

@@ -104,35 +104,54 @@ INLINE void prefetch_ahead(int R, const char *x, size_t bx, size_t o, int bytes)
 typedef __m256i (*block_fn)(const void *x, const void *y, __m256i t);
 typedef __m256i (*yterm_fn)(const void *y);
 
-/* Blocks i .. i + cnt - 1 (cnt <= 4) of R rows into acc0 / acc1 (even / odd blocks), for weight types
- * whose fp16 d is their first field: the scales of the group are converted and multiplied at once, and
- * each block then takes its own lane. Called with cnt = 4 for whole groups, so those unroll fully. */
-INLINE void group_q8_0(int R, int i, int cnt, __m256 *acc0, __m256 *acc1, const char *x, size_t bx,
-                       const block_q8_0 *y, int xsize, block_fn dot, yterm_fn yterm) {
-    const __m128 dy = fp16x4(&y[i].d, sizeof *y, cnt);
-    prefetch_ahead(R, x, bx, (size_t)i * xsize, cnt * xsize);
-    __m256 d[4];
-    for (int r = 0; r < R; r++) d[r] = _mm256_castps128_ps256(_mm_mul_ps(fp16x4(x + r * bx + (size_t)i * xsize, xsize, cnt), dy));
+/* Blocks i .. i + cnt - 1 (cnt <= 4) of R rows and T activation rows (by bytes apart) into acc0 / acc1
+ * (even / odd blocks), indexed [r][t], for weight types whose fp16 d is their first field: the scales of
+ * the group are converted and multiplied at once, and each block then takes its own lane. Called with
+ * cnt = 4 for whole groups, so those unroll fully. With T > 1 (prompt batches) each weight block's
+ * unpacking, the same expression for every token, is computed once by the compiler for all T. */
+INLINE void group_q8_0(int R, int T, int i, int cnt, __m256 acc0[4][2], __m256 acc1[4][2], const char *x, size_t bx,
+                       const char *vy, size_t by, int xsize, block_fn dot, yterm_fn yterm) {
+    const block_q8_0 *y[2];
+    __m128 dy[2];
+    for (int t = 0; t < T; t++) {
+        y[t] = (const block_q8_0 *)(vy + t * by);
+        dy[t] = fp16x4(&y[t][i].d, sizeof(block_q8_0), cnt);
+    }
+    if (T == 1) prefetch_ahead(R, x, bx, (size_t)i * xsize, cnt * xsize);  /* batches reuse their weights from cache */
+    __m256 d[4][2];
+    for (int r = 0; r < R; r++) {
+        const __m128 dx = fp16x4(x + r * bx + (size_t)i * xsize, xsize, cnt);
+        for (int t = 0; t < T; t++) d[r][t] = _mm256_castps128_ps256(_mm_mul_ps(dx, dy[t]));
+    }
     for (int k = 0; k < cnt; k++) {
-        const __m256i t = yterm ? yterm(y + i + k) : _mm256_setzero_si256();
-        for (int r = 0; r < R; r++) {
-            const __m256 p = _mm256_cvtepi32_ps(dot(x + r * bx + (size_t)(i + k) * xsize, y + i + k, t));
-            if (k & 1) acc1[r] = _mm256_fmadd_ps(lane(d[r], k), p, acc1[r]);
-            else acc0[r] = _mm256_fmadd_ps(lane(d[r], k), p, acc0[r]);
-        }
+        __m256i yt[2];
+        for (int t = 0; t < T; t++) yt[t] = yterm ? yterm(y[t] + i + k) : _mm256_setzero_si256();
+        for (int r = 0; r < R; r++)
+            for (int t = 0; t < T; t++) {
+                const __m256 p = _mm256_cvtepi32_ps(dot(x + r * bx + (size_t)(i + k) * xsize, y[t] + i + k, yt[t]));
+                if (k & 1) acc1[r][t] = _mm256_fmadd_ps(lane(d[r][t], k), p, acc1[r][t]);
+                else acc0[r][t] = _mm256_fmadd_ps(lane(d[r][t], k), p, acc0[r][t]);
+            }
     }
 }
 
-/* s[r] = sum over blocks of dx*dy * block dot */
+/* s[t * ls + r] = sum over blocks of dx*dy * block dot, for R rows x T activation rows */
+INLINE void dot_tile_q8_0(int n, float *s, size_t ls, int R, int T, const void *vx, size_t bx, const void *vy,
+                          size_t by, int xsize, block_fn dot, yterm_fn yterm) {
+    const int nb = n / QK8_0;
+    __m256 acc0[4][2], acc1[4][2];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc0[r][t] = acc1[r][t] = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 4 <= nb; i += 4) group_q8_0(R, T, i, 4, acc0, acc1, vx, bx, vy, by, xsize, dot, yterm);
+    if (i < nb) group_q8_0(R, T, i, nb - i, acc0, acc1, vx, bx, vy, by, xsize, dot, yterm);
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) s[t * ls + r] = hsum256(_mm256_add_ps(acc0[r][t], acc1[r][t]));
+}
+
 INLINE void dot_rows_q8_0(int n, float *s, int R, const void *vx, size_t bx, const void *vy, int xsize,
                           block_fn dot, yterm_fn yterm) {
-    const int nb = n / QK8_0;
-    __m256 acc0[4], acc1[4];
-    for (int r = 0; r < R; r++) acc0[r] = acc1[r] = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 4 <= nb; i += 4) group_q8_0(R, i, 4, acc0, acc1, vx, bx, vy, xsize, dot, yterm);
-    if (i < nb) group_q8_0(R, i, nb - i, acc0, acc1, vx, bx, vy, xsize, dot, yterm);
-    for (int r = 0; r < R; r++) s[r] = hsum256(_mm256_add_ps(acc0[r], acc1[r]));
+    dot_tile_q8_0(n, s, 0, R, 1, vx, bx, vy, 0, xsize, dot, yterm);
 }
 
 /* The same plus m_x * s_y per block, for q4_1 / q5_1 (fp16 d, m first) against q8_1 (d, s first). The
@@ -368,6 +387,13 @@ LLP_TARGET_END
         driver(n, s, 4, vx, bx, __VA_ARGS__); \
     }
 
+/* Its 4-row x 2-activation-row tile, for prompt batches (each output with vec_dot's bits). */
+#define TILE_KERNEL(name, driver, ...) \
+    static void K(name##_x4x2)(int n, float *restrict s, size_t ls, const void *restrict vx, size_t bx, \
+                               const void *restrict vy, size_t by) { \
+        driver(n, s, ls, 4, 2, vx, bx, vy, by, __VA_ARGS__); \
+    }
+
 /* 32-element blocks: one block's integer dot; yterm functions: the part all weight rows share */
 
 INLINE __m256i K(yterm_off16)(const void *vy) { return OFF_TERM(_mm256_set1_epi8(16), load256(((const block_q8_0 *)vy)->qs)); }
@@ -386,6 +412,7 @@ INLINE __m256i K(block_q5_1)(const void *vx, const void *vy, __m256i t) {
 
 /* q5_0 . q8_0: dx*dy * sum(((nibble | bit << 4) - 16) * q) per block */
 ROW_KERNELS(vec_dot_q5_0_q8_0, dot_rows_q8_0, vy, sizeof(block_q5_0), K(block_q5_0), K(yterm_off16))
+TILE_KERNEL(vec_dot_q5_0_q8_0, dot_tile_q8_0, sizeof(block_q5_0), K(block_q5_0), K(yterm_off16))
 
 /* q5_1 . q8_1: dx*dy * sum((nibble | bit << 4) * q) + m * s per block */
 ROW_KERNELS(vec_dot_q5_1_q8_1, dot_rows_q8_1, vy, sizeof(block_q5_1), K(block_q5_1))
@@ -561,6 +588,7 @@ ROW_KERNELS(vec_dot_q4_1_q8_1, pair_rows_q8_1, vy, sizeof(block_q4_1), pair_q4_1
 
 /* q8_0 . q8_0: dx*dy * sum(qx * qy) per block */
 ROW_KERNELS(vec_dot_q8_0_q8_0, dot_rows_q8_0, vy, sizeof(block_q8_0), K(block_q8_0), NULL)
+TILE_KERNEL(vec_dot_q8_0_q8_0, dot_tile_q8_0, sizeof(block_q8_0), K(block_q8_0), NULL)
 
 INLINE __m256i K(block_iq4_nl)(const void *vx, const void *vy, __m256i t) {
     (void)t;
@@ -715,15 +743,16 @@ static void K(vec_dot_q3_K_q8_K)(int n, float *restrict s, const void *restrict 
 void K(llp_register)(llp_kernels *k) {
     /* vec_dot4 is set with every vec_dot, NULL where there is no 4-row twin, so a table never pairs one
      * flavour's vec_dot with another's vec_dot4 */
-#define SET(t, fn) (k->vec_dot[t] = K(fn), k->vec_dot4[t] = NULL, k->impl[t] = IMPL)
-#define SET4(t, fn) (k->vec_dot[t] = K(fn), k->vec_dot4[t] = K(fn##_x4), k->impl[t] = IMPL)
-    SET4(LLP_Q5_0, vec_dot_q5_0_q8_0);
+#define SET(t, fn) (k->vec_dot[t] = K(fn), k->vec_dot4[t] = NULL, k->vec_dot4x2[t] = NULL, k->impl[t] = IMPL)
+#define SET4(t, fn) (k->vec_dot[t] = K(fn), k->vec_dot4[t] = K(fn##_x4), k->vec_dot4x2[t] = NULL, k->impl[t] = IMPL)
+#define SET4T(t, fn) (k->vec_dot[t] = K(fn), k->vec_dot4[t] = K(fn##_x4), k->vec_dot4x2[t] = K(fn##_x4x2), k->impl[t] = IMPL)
+    SET4T(LLP_Q5_0, vec_dot_q5_0_q8_0);
     SET4(LLP_Q5_1, vec_dot_q5_1_q8_1);
     SET(LLP_Q6_K, vec_dot_q6_K_q8_K);
 #if LLP_AVX512_FLAVOUR == 2
     SET4(LLP_Q4_0, vec_dot_q4_0_q8_0);
     SET4(LLP_Q4_1, vec_dot_q4_1_q8_1);
-    SET4(LLP_Q8_0, vec_dot_q8_0_q8_0);
+    SET4T(LLP_Q8_0, vec_dot_q8_0_q8_0);
     SET4(LLP_IQ4_NL, vec_dot_iq4_nl_q8_0);
     SET(LLP_Q2_K, vec_dot_q2_K_q8_K);
     SET(LLP_Q3_K, vec_dot_q3_K_q8_K);
@@ -737,12 +766,14 @@ void K(llp_register)(llp_kernels *k) {
 #endif
 #undef SET
 #undef SET4
+#undef SET4T
 }
 
 #undef UDOT256
 #undef UDOT256_OFF
 #undef OFF_TERM
 #undef ROW_KERNELS
+#undef TILE_KERNEL
 #undef SCALED2
 #undef SDOT256
 #endif
