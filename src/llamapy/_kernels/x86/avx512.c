@@ -496,70 +496,108 @@ INLINE __m256 pair_scale(__m256 d, int k, int step) {
     return _mm256_permutexvar_ps(_mm256_setr_epi32(a, a, a, a, b, b, b, b), d);
 }
 
-/* Blocks i .. i + cnt - 1 (cnt <= 4) of R rows into acc0 / acc1 (first / second pair), as group_q8_0. */
-INLINE void pgroup_q8_0(int R, int i, int cnt, __m256 *acc0, __m256 *acc1, const char *x, size_t bx,
-                        const block_q8_0 *y, int xsize, pair_fn dot, pterm_fn pterm) {
-    const __m128 dy = fp16x4(&y[i].d, sizeof *y, cnt);
-    prefetch_ahead(R, x, bx, (size_t)i * xsize, cnt * xsize);
-    __m256 d[4];
-    for (int r = 0; r < R; r++) d[r] = _mm256_castps128_ps256(_mm_mul_ps(fp16x4(x + r * bx + (size_t)i * xsize, xsize, cnt), dy));
+/* Blocks i .. i + cnt - 1 (cnt <= 4) of R rows and T activation rows into acc0 / acc1 (first / second
+ * pair), as group_q8_0. */
+INLINE void pgroup_q8_0(int R, int T, int i, int cnt, __m256 acc0[4][2], __m256 acc1[4][2], const char *x, size_t bx,
+                        const char *vy, size_t by, int xsize, pair_fn dot, pterm_fn pterm) {
+    const block_q8_0 *y[2];
+    __m128 dy[2];
+    for (int t = 0; t < T; t++) {
+        y[t] = (const block_q8_0 *)(vy + t * by);
+        dy[t] = fp16x4(&y[t][i].d, sizeof(block_q8_0), cnt);
+    }
+    if (T == 1) prefetch_ahead(R, x, bx, (size_t)i * xsize, cnt * xsize);
+    __m256 d[4][2];
+    for (int r = 0; r < R; r++) {
+        const __m128 dx = fp16x4(x + r * bx + (size_t)i * xsize, xsize, cnt);
+        for (int t = 0; t < T; t++) d[r][t] = _mm256_castps128_ps256(_mm_mul_ps(dx, dy[t]));
+    }
     for (int k = 0; k < cnt; k += 2) {
         const int two = k + 1 < cnt;
-        __m256i ya, yb;
-        y_pair(y[i + k].qs, two ? y[i + k + 1].qs : NULL, two, &ya, &yb);
-        const __m256i t = pterm ? pterm(ya, yb) : _mm256_setzero_si256();
+        __m256i ya[2], yb[2], pt[2];
+        for (int t = 0; t < T; t++) {
+            y_pair(y[t][i + k].qs, two ? y[t][i + k + 1].qs : NULL, two, &ya[t], &yb[t]);
+            pt[t] = pterm ? pterm(ya[t], yb[t]) : _mm256_setzero_si256();
+        }
         for (int r = 0; r < R; r++) {
             const char *xb = x + r * bx + (size_t)(i + k) * xsize;
-            const __m256 p = _mm256_cvtepi32_ps(dot(xb, xb + xsize, two, ya, yb, t));
-            if (k & 2) acc1[r] = _mm256_fmadd_ps(pair_scale(d[r], k, 1), p, acc1[r]);
-            else acc0[r] = _mm256_fmadd_ps(pair_scale(d[r], k, 1), p, acc0[r]);
+            for (int t = 0; t < T; t++) {
+                const __m256 p = _mm256_cvtepi32_ps(dot(xb, xb + xsize, two, ya[t], yb[t], pt[t]));
+                if (k & 2) acc1[r][t] = _mm256_fmadd_ps(pair_scale(d[r][t], k, 1), p, acc1[r][t]);
+                else acc0[r][t] = _mm256_fmadd_ps(pair_scale(d[r][t], k, 1), p, acc0[r][t]);
+            }
         }
     }
+}
+
+INLINE void pair_tile_q8_0(int n, float *s, size_t ls, int R, int T, const void *vx, size_t bx, const void *vy,
+                           size_t by, int xsize, pair_fn dot, pterm_fn pterm) {
+    const int nb = n / QK8_0;
+    __m256 acc0[4][2], acc1[4][2];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc0[r][t] = acc1[r][t] = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 4 <= nb; i += 4) pgroup_q8_0(R, T, i, 4, acc0, acc1, vx, bx, vy, by, xsize, dot, pterm);
+    if (i < nb) pgroup_q8_0(R, T, i, nb - i, acc0, acc1, vx, bx, vy, by, xsize, dot, pterm);
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) s[t * ls + r] = hsum256(_mm256_add_ps(acc0[r][t], acc1[r][t]));
 }
 
 INLINE void pair_rows_q8_0(int n, float *s, int R, const void *vx, size_t bx, const void *vy, int xsize,
                            pair_fn dot, pterm_fn pterm) {
-    const int nb = n / QK8_0;
-    __m256 acc0[4], acc1[4];
-    for (int r = 0; r < R; r++) acc0[r] = acc1[r] = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 4 <= nb; i += 4) pgroup_q8_0(R, i, 4, acc0, acc1, vx, bx, vy, xsize, dot, pterm);
-    if (i < nb) pgroup_q8_0(R, i, nb - i, acc0, acc1, vx, bx, vy, xsize, dot, pterm);
-    for (int r = 0; r < R; r++) s[r] = hsum256(_mm256_add_ps(acc0[r], acc1[r]));
+    pair_tile_q8_0(n, s, 0, R, 1, vx, bx, vy, 0, xsize, dot, pterm);
 }
 
 /* The same for q4_1 / q5_1 against q8_1, as group_q8_1. */
-INLINE void pgroup_q8_1(int R, int i, int cnt, __m256 *acc0, __m256 *acc1, __m256 *accm, const char *x, size_t bx,
-                        const block_q8_1 *y, int xsize, pair_fn dot) {
-    const __m256 ds = fp16x2x4(&y[i].d, sizeof *y, cnt);
-    prefetch_ahead(R, x, bx, (size_t)i * xsize, cnt * xsize);
-    __m256 dm[4];
+INLINE void pgroup_q8_1(int R, int T, int i, int cnt, __m256 acc0[4][2], __m256 acc1[4][2], __m256 accm[4][2],
+                        const char *x, size_t bx, const char *vy, size_t by, int xsize, pair_fn dot) {
+    const block_q8_1 *y[2];
+    __m256 ds[2];
+    for (int t = 0; t < T; t++) {
+        y[t] = (const block_q8_1 *)(vy + t * by);
+        ds[t] = fp16x2x4(&y[t][i].d, sizeof(block_q8_1), cnt);
+    }
+    if (T == 1) prefetch_ahead(R, x, bx, (size_t)i * xsize, cnt * xsize);
+    __m256 dm[4][2];
     for (int r = 0; r < R; r++) {
-        dm[r] = _mm256_mul_ps(fp16x2x4(x + r * bx + (size_t)i * xsize, xsize, cnt), ds);
-        accm[r] = _mm256_add_ps(accm[r], dm[r]);
+        const __m256 xdm = fp16x2x4(x + r * bx + (size_t)i * xsize, xsize, cnt);
+        for (int t = 0; t < T; t++) {
+            dm[r][t] = _mm256_mul_ps(xdm, ds[t]);
+            accm[r][t] = _mm256_add_ps(accm[r][t], dm[r][t]);
+        }
     }
     for (int k = 0; k < cnt; k += 2) {
         const int two = k + 1 < cnt;
-        __m256i ya, yb;
-        y_pair(y[i + k].qs, two ? y[i + k + 1].qs : NULL, two, &ya, &yb);
+        __m256i ya[2], yb[2];
+        for (int t = 0; t < T; t++) y_pair(y[t][i + k].qs, two ? y[t][i + k + 1].qs : NULL, two, &ya[t], &yb[t]);
         for (int r = 0; r < R; r++) {
             const char *xb = x + r * bx + (size_t)(i + k) * xsize;
-            const __m256 p = _mm256_cvtepi32_ps(dot(xb, xb + xsize, two, ya, yb, _mm256_setzero_si256()));
-            if (k & 2) acc1[r] = _mm256_fmadd_ps(pair_scale(dm[r], k, 2), p, acc1[r]);
-            else acc0[r] = _mm256_fmadd_ps(pair_scale(dm[r], k, 2), p, acc0[r]);
+            for (int t = 0; t < T; t++) {
+                const __m256 p = _mm256_cvtepi32_ps(dot(xb, xb + xsize, two, ya[t], yb[t], _mm256_setzero_si256()));
+                if (k & 2) acc1[r][t] = _mm256_fmadd_ps(pair_scale(dm[r][t], k, 2), p, acc1[r][t]);
+                else acc0[r][t] = _mm256_fmadd_ps(pair_scale(dm[r][t], k, 2), p, acc0[r][t]);
+            }
         }
     }
 }
 
-INLINE void pair_rows_q8_1(int n, float *s, int R, const void *vx, size_t bx, const void *vy, int xsize, pair_fn dot) {
+INLINE void pair_tile_q8_1(int n, float *s, size_t ls, int R, int T, const void *vx, size_t bx, const void *vy,
+                           size_t by, int xsize, pair_fn dot) {
     const int nb = n / QK8_1;
-    __m256 acc0[4], acc1[4], accm[4];
-    for (int r = 0; r < R; r++) acc0[r] = acc1[r] = accm[r] = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 4 <= nb; i += 4) pgroup_q8_1(R, i, 4, acc0, acc1, accm, vx, bx, vy, xsize, dot);
-    if (i < nb) pgroup_q8_1(R, i, nb - i, acc0, acc1, accm, vx, bx, vy, xsize, dot);
+    __m256 acc0[4][2], acc1[4][2], accm[4][2];
     for (int r = 0; r < R; r++)
-        s[r] = hsum256(_mm256_add_ps(acc0[r], acc1[r])) + hsum256(_mm256_maskz_mov_ps(0xaa, accm[r]));
+        for (int t = 0; t < T; t++) acc0[r][t] = acc1[r][t] = accm[r][t] = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 4 <= nb; i += 4) pgroup_q8_1(R, T, i, 4, acc0, acc1, accm, vx, bx, vy, by, xsize, dot);
+    if (i < nb) pgroup_q8_1(R, T, i, nb - i, acc0, acc1, accm, vx, bx, vy, by, xsize, dot);
+    /* odd lanes of accm: the m * s terms */
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++)
+            s[t * ls + r] = hsum256(_mm256_add_ps(acc0[r][t], acc1[r][t])) + hsum256(_mm256_maskz_mov_ps(0xaa, accm[r][t]));
+}
+
+INLINE void pair_rows_q8_1(int n, float *s, int R, const void *vx, size_t bx, const void *vy, int xsize, pair_fn dot) {
+    pair_tile_q8_1(n, s, 0, R, 1, vx, bx, vy, 0, xsize, dot);
 }
 
 /* Nibble bytes of two blocks in pair layout: u8 x s8 dot with (ya, yb) on top of t. */
@@ -582,9 +620,11 @@ INLINE __m256i K(block_q8_0)(const void *vx, const void *vy, __m256i t) {
 
 /* q4_0 . q8_0: dx*dy * sum((nibble - 8) * q) per block */
 ROW_KERNELS(vec_dot_q4_0_q8_0, pair_rows_q8_0, vy, sizeof(block_q4_0), pair_q4_0, pterm_off8)
+TILE_KERNEL(vec_dot_q4_0_q8_0, pair_tile_q8_0, sizeof(block_q4_0), pair_q4_0, pterm_off8)
 
 /* q4_1 . q8_1: dx*dy * sum(nibble * q) + m * s per block */
 ROW_KERNELS(vec_dot_q4_1_q8_1, pair_rows_q8_1, vy, sizeof(block_q4_1), pair_q4_1)
+TILE_KERNEL(vec_dot_q4_1_q8_1, pair_tile_q8_1, sizeof(block_q4_1), pair_q4_1)
 
 /* q8_0 . q8_0: dx*dy * sum(qx * qy) per block */
 ROW_KERNELS(vec_dot_q8_0_q8_0, dot_rows_q8_0, vy, sizeof(block_q8_0), K(block_q8_0), NULL)
@@ -614,6 +654,7 @@ INLINE __m256i pair_iq4_nl(const void *x0, const void *x1, int two, __m256i ya, 
 
 /* iq4_nl . q8_0: dx*dy * sum(table[nibble] * q) per block */
 ROW_KERNELS(vec_dot_iq4_nl_q8_0, pair_rows_q8_0, vy, sizeof(block_iq4_nl), pair_iq4_nl, pterm_off128)
+TILE_KERNEL(vec_dot_iq4_nl_q8_0, pair_tile_q8_0, sizeof(block_iq4_nl), pair_iq4_nl, pterm_off128)
 
 /* q2_K . q8_K: dy * (d * sum_g sc_g * (q . y)_g - dmin * sum_g m_g * ysum_g), 16 groups of 16 with a 4-bit
  * scale (low nibble) and min (high nibble); group 8h + 2j (+1) takes bits 2j of qs[32h..] */
@@ -750,10 +791,10 @@ void K(llp_register)(llp_kernels *k) {
     SET4(LLP_Q5_1, vec_dot_q5_1_q8_1);
     SET(LLP_Q6_K, vec_dot_q6_K_q8_K);
 #if LLP_AVX512_FLAVOUR == 2
-    SET4(LLP_Q4_0, vec_dot_q4_0_q8_0);
-    SET4(LLP_Q4_1, vec_dot_q4_1_q8_1);
+    SET4T(LLP_Q4_0, vec_dot_q4_0_q8_0);
+    SET4T(LLP_Q4_1, vec_dot_q4_1_q8_1);
     SET4T(LLP_Q8_0, vec_dot_q8_0_q8_0);
-    SET4(LLP_IQ4_NL, vec_dot_iq4_nl_q8_0);
+    SET4T(LLP_IQ4_NL, vec_dot_iq4_nl_q8_0);
     SET(LLP_Q2_K, vec_dot_q2_K_q8_K);
     SET(LLP_Q3_K, vec_dot_q3_K_q8_K);
     SET4(LLP_Q4_K, vec_dot_q4_K_q8_K);
