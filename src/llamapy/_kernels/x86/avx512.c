@@ -391,7 +391,7 @@ LLP_TARGET_END
 #define TILE_KERNEL(name, driver, ...) \
     static void K(name##_x4x2)(int n, float *restrict s, size_t ls, const void *restrict vx, size_t bx, \
                                const void *restrict vy, size_t by) { \
-        driver(n, s, ls, 4, 2, vx, bx, vy, by, __VA_ARGS__); \
+        driver(n, s, ls, 4, 2, vx, bx, vy, by, ##__VA_ARGS__); \
     }
 
 /* 32-element blocks: one block's integer dot; yterm functions: the part all weight rows share */
@@ -685,44 +685,59 @@ static void K(vec_dot_q2_K_q8_K)(int n, float *restrict s, const void *restrict 
 }
 
 /* q4_K . q8_K: dy * (d * sum_j sc_j * (q . y)_j - dmin * sum_j m_j * ysum_j), 8 sub-blocks of 32.
- * R rows (bx bytes apart) at once share the activation loads and the bsums; R = 1 is the single-row
- * kernel, so each row sees the same operations either way. */
-INLINE void K(dot_rows_q4_K)(int n, float *s, int R, const void *vx, size_t bx, const void *vy) {
+ * R rows (bx bytes apart) at once share the activation loads and the bsums, and T activation rows (by
+ * bytes apart) each weight row's scales and loads; R = T = 1 is the single-row kernel, so each output
+ * sees the same operations either way. Results go to s[t * ls + r]. */
+INLINE void K(dot_tile_q4_K)(int n, float *s, size_t ls, int R, int T, const void *vx, size_t bx, const void *vy, size_t by) {
     const char *x = vx;
-    const block_q8_K *y = vy;
     const __m256i low4 = _mm256_set1_epi8(0x0f);
-    __m256 acc[4], accm[4];
-    for (int r = 0; r < R; r++) acc[r] = accm[r] = _mm256_setzero_ps();
+    __m256 acc[4][2], accm[4][2];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc[r][t] = accm[r][t] = _mm256_setzero_ps();
     for (int i = 0; i < n / QK_K; i++) {
-        prefetch_ahead(R, x, bx, (size_t)i * sizeof(block_q4_K), sizeof(block_q4_K));
+        if (T == 1) prefetch_ahead(R, x, bx, (size_t)i * sizeof(block_q4_K), sizeof(block_q4_K));
+        const block_q8_K *y[2];
+        for (int t = 0; t < T; t++) y[t] = (const block_q8_K *)((const char *)vy + t * by) + i;
         const block_q4_K *xr[4];
         __m128i sm[4];
-        __m256i sc[4], sum[4];
+        __m256i sc[4], sum[4][2];
         for (int r = 0; r < R; r++) {
             xr[r] = (const block_q4_K *)(x + r * bx) + i;
             sm[r] = k4_scales_mins(xr[r]->scales);
             sc[r] = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm[r]));
-            sum[r] = _mm256_setzero_si256();
+            for (int t = 0; t < T; t++) sum[r][t] = _mm256_setzero_si256();
         }
         for (int j = 0; j < 4; j++) {
-            const int8_t *qy = y[i].qs + 64 * j;
-            const __m256i y0 = load256(qy), y1 = load256(qy + 32);
+            __m256i y0[2], y1[2];
+            for (int t = 0; t < T; t++) {
+                y0[t] = load256(y[t]->qs + 64 * j);
+                y1[t] = load256(y[t]->qs + 64 * j + 32);
+            }
             for (int r = 0; r < R; r++) {
                 const __m256i q = load256(xr[r]->qs + 32 * j);
-                sum[r] = _mm256_add_epi32(sum[r], SCALED2(_mm256_and_si256(q, low4), y0, _mm256_and_si256(_mm256_srli_epi16(q, 4), low4), y1,
-                                                          sc[r], 2 * j, 2 * j, 2 * j + 1, 2 * j + 1));
+                const __m256i lo = _mm256_and_si256(q, low4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
+                for (int t = 0; t < T; t++)
+                    sum[r][t] = _mm256_add_epi32(sum[r][t], SCALED2(lo, y0[t], hi, y1[t], sc[r], 2 * j, 2 * j, 2 * j + 1, 2 * j + 1));
             }
         }
-        const __m256i bsums = load256(y[i].bsums);
-        for (int r = 0; r < R; r++) {
-            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(xr[r]->d) * y[i].d), _mm256_cvtepi32_ps(sum[r]), acc[r]);
-            accm[r] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(xr[r]->dmin) * y[i].d), _mm256_cvtepi32_ps(k4_min_dot(sm[r], bsums)), accm[r]);
+        for (int t = 0; t < T; t++) {
+            const __m256i bsums = load256(y[t]->bsums);
+            for (int r = 0; r < R; r++) {
+                acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(xr[r]->d) * y[t]->d), _mm256_cvtepi32_ps(sum[r][t]), acc[r][t]);
+                accm[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(xr[r]->dmin) * y[t]->d), _mm256_cvtepi32_ps(k4_min_dot(sm[r], bsums)), accm[r][t]);
+            }
         }
     }
-    for (int r = 0; r < R; r++) s[r] = hsum256(_mm256_sub_ps(acc[r], accm[r]));
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) s[t * ls + r] = hsum256(_mm256_sub_ps(acc[r][t], accm[r][t]));
+}
+
+INLINE void K(dot_rows_q4_K)(int n, float *s, int R, const void *vx, size_t bx, const void *vy) {
+    K(dot_tile_q4_K)(n, s, 0, R, 1, vx, bx, vy, 0);
 }
 
 ROW_KERNELS(vec_dot_q4_K_q8_K, K(dot_rows_q4_K), vy)
+TILE_KERNEL(vec_dot_q4_K_q8_K, K(dot_tile_q4_K))
 
 /* q5_K . q8_K: q4_K with a 5th bit per element (bit 2j of qh for sub-block 2j, 2j+1 for 2j+1) */
 static void K(vec_dot_q5_K_q8_K)(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
@@ -797,7 +812,7 @@ void K(llp_register)(llp_kernels *k) {
     SET4T(LLP_IQ4_NL, vec_dot_iq4_nl_q8_0);
     SET(LLP_Q2_K, vec_dot_q2_K_q8_K);
     SET(LLP_Q3_K, vec_dot_q3_K_q8_K);
-    SET4(LLP_Q4_K, vec_dot_q4_K_q8_K);
+    SET4T(LLP_Q4_K, vec_dot_q4_K_q8_K);
     SET(LLP_Q5_K, vec_dot_q5_K_q8_K);
 #else
     /* the VNNI table inherits these */
