@@ -80,8 +80,8 @@ def test_matmul_with_4_row_groups_and_leftover_rows(t, isa):
 
 # The 4-row x 2-token tiles for prompt batches (vec_dot4x2), where a path has them.
 EXPECTED_TILES = {
-    "avx512": (T.Q5_0,),
-    "avx512vnni": (T.Q4_0, T.Q4_1, T.Q5_0, T.Q8_0, T.IQ4_NL, T.Q4_K),
+    "avx512": (T.Q5_0, T.Q6_K),
+    "avx512vnni": (T.Q4_0, T.Q4_1, T.Q5_0, T.Q8_0, T.IQ4_NL, T.Q4_K, T.Q6_K),
 }
 
 

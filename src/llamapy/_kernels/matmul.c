@@ -30,7 +30,7 @@ int llp_matmul(const llp_kernels *k, int type, const void *W, int64_t rows, int6
     int vdt = llp_types[type].vec_dot_type;
     llp_vec_dot_fn dot = k->vec_dot[type];
     llp_vec_dot4_fn dot4 = k->vec_dot4[type];  /* same bits as dot, row by row */
-    llp_vec_dot4x2_fn tile = dot4 ? k->vec_dot4x2[type] : NULL;  /* the same, 2 tokens at a time */
+    llp_vec_dot4x2_fn tile = k->vec_dot4x2[type];  /* the same, 4 rows x 2 tokens at a time */
     if (vdt < 0 || !dot) return -1;
     if (cols % llp_types[type].blck_size || cols % llp_types[vdt].blck_size) return -2;
     llp_from_float_fn quantize = k->from_float[vdt] ? k->from_float[vdt] : llp_types[vdt].from_float_ref;

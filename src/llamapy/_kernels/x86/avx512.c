@@ -419,33 +419,54 @@ ROW_KERNELS(vec_dot_q5_1_q8_1, dot_rows_q8_1, vy, sizeof(block_q5_1), K(block_q5
 
 /* ---- K-quants against q8_K ---- */
 
-/* q6_K . q8_K: d*dy * sum_g sc_g * ((q . y)_g - 32 * ysum_g), 16 groups of 16, q = 4 low bits | 2 high << 4 */
-static void K(vec_dot_q6_K_q8_K)(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
-    const block_q6_K *x = vx;
-    const block_q8_K *y = vy;
+/* q6_K . q8_K: d*dy * sum_g sc_g * ((q . y)_g - 32 * ysum_g), 16 groups of 16, q = 4 low bits | 2 high << 4.
+ * R rows x T activation rows (results at s[t * ls + r]); R = T = 1 is the single-row kernel. */
+INLINE void K(dot_tile_q6_K)(int n, float *s, size_t ls, int R, int T, const void *vx, size_t bx, const void *vy, size_t by) {
     const __m256i low4 = _mm256_set1_epi8(0x0f), bits45 = _mm256_set1_epi8(0x30);
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc[4][2];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
     for (int i = 0; i < n / QK_K; i++) {
-        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
-        __m256i sum = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(load256(y[i].bsums), sc16), 5));
-        for (int h = 0; h < 2; h++) {
-            /* both lanes: the 8 scales of this half */
-            const __m256i sc = h ? _mm256_permute4x64_epi64(sc16, 0xEE) : _mm256_permute4x64_epi64(sc16, 0x44);
-            const __m256i l0 = load256(x[i].ql + 64 * h), l1 = load256(x[i].ql + 64 * h + 32), qh = load256(x[i].qh + 32 * h);
-            /* element groups of 32: low nibbles of l0, l1 with qh bits 0-1, 2-3; high nibbles with bits 4-5, 6-7 */
-            const __m256i q0 = _mm256_ternarylogic_epi32(l0, _mm256_and_si256(_mm256_slli_epi16(qh, 4), bits45), low4, A_AND_C_OR_B);
-            const __m256i q1 = _mm256_ternarylogic_epi32(l1, _mm256_and_si256(_mm256_slli_epi16(qh, 2), bits45), low4, A_AND_C_OR_B);
-            const __m256i q2 = _mm256_ternarylogic_epi32(_mm256_srli_epi16(l0, 4), _mm256_and_si256(qh, bits45), low4, A_AND_C_OR_B);
-            const __m256i q3 = _mm256_ternarylogic_epi32(_mm256_srli_epi16(l1, 4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), bits45),
-                                                         low4, A_AND_C_OR_B);
-            const int8_t *qy = y[i].qs + 128 * h;
-            sum = _mm256_add_epi32(sum, SCALED2(q0, load256(qy), q1, load256(qy + 32), sc, 0, 1, 2, 3));
-            sum = _mm256_add_epi32(sum, SCALED2(q2, load256(qy + 64), q3, load256(qy + 96), sc, 4, 5, 6, 7));
+        const block_q6_K *x[4];
+        const block_q8_K *y[2];
+        for (int t = 0; t < T; t++) y[t] = (const block_q8_K *)((const char *)vy + t * by) + i;
+        __m256i sc16[4], sum[4][2];
+        for (int r = 0; r < R; r++) {
+            x[r] = (const block_q6_K *)((const char *)vx + r * bx) + i;
+            sc16[r] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[r]->scales));
+            for (int t = 0; t < T; t++)
+                sum[r][t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(load256(y[t]->bsums), sc16[r]), 5));
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * y[i].d), _mm256_cvtepi32_ps(sum), acc);
+        for (int h = 0; h < 2; h++)
+            for (int r = 0; r < R; r++) {
+                /* both lanes: the 8 scales of this half */
+                const __m256i sc = h ? _mm256_permute4x64_epi64(sc16[r], 0xEE) : _mm256_permute4x64_epi64(sc16[r], 0x44);
+                const __m256i l0 = load256(x[r]->ql + 64 * h), l1 = load256(x[r]->ql + 64 * h + 32), qh = load256(x[r]->qh + 32 * h);
+                /* element groups of 32: low nibbles of l0, l1 with qh bits 0-1, 2-3; high nibbles with bits 4-5, 6-7 */
+                const __m256i q0 = _mm256_ternarylogic_epi32(l0, _mm256_and_si256(_mm256_slli_epi16(qh, 4), bits45), low4, A_AND_C_OR_B);
+                const __m256i q1 = _mm256_ternarylogic_epi32(l1, _mm256_and_si256(_mm256_slli_epi16(qh, 2), bits45), low4, A_AND_C_OR_B);
+                const __m256i q2 = _mm256_ternarylogic_epi32(_mm256_srli_epi16(l0, 4), _mm256_and_si256(qh, bits45), low4, A_AND_C_OR_B);
+                const __m256i q3 = _mm256_ternarylogic_epi32(_mm256_srli_epi16(l1, 4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), bits45),
+                                                             low4, A_AND_C_OR_B);
+                for (int t = 0; t < T; t++) {
+                    const int8_t *qy = y[t]->qs + 128 * h;
+                    sum[r][t] = _mm256_add_epi32(sum[r][t], SCALED2(q0, load256(qy), q1, load256(qy + 32), sc, 0, 1, 2, 3));
+                    sum[r][t] = _mm256_add_epi32(sum[r][t], SCALED2(q2, load256(qy + 64), q3, load256(qy + 96), sc, 4, 5, 6, 7));
+                }
+            }
+        for (int r = 0; r < R; r++)
+            for (int t = 0; t < T; t++)
+                acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[r]->d) * y[t]->d), _mm256_cvtepi32_ps(sum[r][t]), acc[r][t]);
     }
-    *s = hsum256(acc);
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) s[t * ls + r] = hsum256(acc[r][t]);
 }
+
+static void K(vec_dot_q6_K_q8_K)(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    K(dot_tile_q6_K)(n, s, 0, 1, 1, vx, 0, vy, 0);
+}
+
+TILE_KERNEL(vec_dot_q6_K_q8_K, K(dot_tile_q6_K))
 
 #if LLP_AVX512_FLAVOUR == 2
 /* ---- VNNI only: without VNNI these measured no faster than the AVX2 kernels, which serve the plain table ---- */
@@ -801,10 +822,11 @@ void K(llp_register)(llp_kernels *k) {
      * flavour's vec_dot with another's vec_dot4 */
 #define SET(t, fn) (k->vec_dot[t] = K(fn), k->vec_dot4[t] = NULL, k->vec_dot4x2[t] = NULL, k->impl[t] = IMPL)
 #define SET4(t, fn) (k->vec_dot[t] = K(fn), k->vec_dot4[t] = K(fn##_x4), k->vec_dot4x2[t] = NULL, k->impl[t] = IMPL)
+#define SETT(t, fn) (k->vec_dot[t] = K(fn), k->vec_dot4[t] = NULL, k->vec_dot4x2[t] = K(fn##_x4x2), k->impl[t] = IMPL)
 #define SET4T(t, fn) (k->vec_dot[t] = K(fn), k->vec_dot4[t] = K(fn##_x4), k->vec_dot4x2[t] = K(fn##_x4x2), k->impl[t] = IMPL)
     SET4T(LLP_Q5_0, vec_dot_q5_0_q8_0);
     SET4(LLP_Q5_1, vec_dot_q5_1_q8_1);
-    SET(LLP_Q6_K, vec_dot_q6_K_q8_K);
+    SETT(LLP_Q6_K, vec_dot_q6_K_q8_K);
 #if LLP_AVX512_FLAVOUR == 2
     SET4T(LLP_Q4_0, vec_dot_q4_0_q8_0);
     SET4T(LLP_Q4_1, vec_dot_q4_1_q8_1);
@@ -823,6 +845,7 @@ void K(llp_register)(llp_kernels *k) {
 #undef SET
 #undef SET4
 #undef SET4T
+#undef SETT
 }
 
 #undef UDOT256
