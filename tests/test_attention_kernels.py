@@ -38,24 +38,32 @@ def test_scores(isa, head_dim):
             np.testing.assert_array_equal(got, _ops.attn_scores(q, k, 0.125, isa="scalar"))
 
 
+def probabilities(rng, n):
+    """Softmax-like weights before normalisation, down to values that round to f16 subnormals and zero."""
+    return np.exp(-rng.random(n) * 30).astype(np.float32)
+
+
 @pytest.mark.parametrize("isa", ["scalar"] + SIMD_ISAS)
 @pytest.mark.parametrize("head_dim", HEAD_DIMS)
 def test_accum(isa, head_dim):
     rng = np.random.default_rng(1000 + head_dim)
-    for n in ROW_COUNTS:
-        p = rng.random(n).astype(np.float32)
+    for n in ROW_COUNTS + (8, 9, 16):
+        p0 = probabilities(rng, n)
+        pscale = np.float32(1 / (p0.astype(np.float64).sum() + 0.5))
         v = cache_rows(rng, n, head_dim)
         start = rng.standard_normal(head_dim).astype(np.float32)
-        got = start.copy()
-        _ops.attn_accum(p, v, got, isa=isa)
+        got, p = start.copy(), p0.copy()
+        _ops.attn_accum(p, pscale, v, got, isa=isa)
+        # the weights are rounded through f16 exactly as numpy rounds (to nearest even)
+        np.testing.assert_array_equal(p, (p0 * pscale).astype(np.float16).astype(np.float32))
         if isa == "scalar":
             vf = v.view(np.float16).astype(np.float64)
             want = start + p.astype(np.float64) @ vf
             budget = REL_BUDGET * (np.abs(start) + p.astype(np.float64) @ np.abs(vf))
             assert np.all(np.abs(got - want) <= budget), (n, head_dim)
         else:
-            ref = start.copy()
-            _ops.attn_accum(p, v, ref, isa="scalar")
+            ref, p_ref = start.copy(), p0.copy()
+            _ops.attn_accum(p_ref, pscale, v, ref, isa="scalar")
             np.testing.assert_array_equal(got, ref)
 
 
@@ -64,4 +72,4 @@ def test_shape_errors():
     with pytest.raises(ValueError):
         _ops.attn_scores(q, np.zeros((3, 9), dtype=np.uint16), 1.0)
     with pytest.raises(ValueError):
-        _ops.attn_accum(np.zeros(2, dtype=np.float32), np.zeros((3, 8), dtype=np.uint16), q)
+        _ops.attn_accum(np.zeros(2, dtype=np.float32), 1.0, np.zeros((3, 8), dtype=np.uint16), q)

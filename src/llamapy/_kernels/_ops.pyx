@@ -204,15 +204,16 @@ def attn_scores(const float[::1] q not None, const uint16_t[:, :] k not None, fl
     return out
 
 
-def attn_accum(const float[::1] p not None, const uint16_t[:, :] v not None, float[::1] acc not None, isa=None):
-    """acc += sum_j p[j] * f16 row v[j], in place, through the attention kernel."""
+def attn_accum(float[::1] p not None, float pscale, const uint16_t[:, :] v not None, float[::1] acc not None,
+               isa=None):
+    """p = f16(p * pscale) and acc += sum_j p[j] * f16 row v[j], both in place, through the attention kernel."""
     cdef const llp_kernels *kt = _table(isa)
     if v.shape[0] != p.shape[0] or v.shape[1] != acc.shape[0] or (v.shape[1] > 1 and v.strides[1] != 2):
         raise ValueError("v must be (len(p), len(acc)) f16 rows with contiguous elements")
     if v.shape[0] == 0 or acc.shape[0] == 0:
         return
     with nogil:
-        kt.attn_accum(<int>acc.shape[0], &p[0], &v[0, 0], v.strides[0] // 2, v.shape[0], &acc[0])
+        kt.attn_accum(<int>acc.shape[0], &p[0], pscale, &v[0, 0], v.strides[0] // 2, v.shape[0], &acc[0])
 
 
 def matmul_work_size(int t, int64_t cols, int64_t n_tok):

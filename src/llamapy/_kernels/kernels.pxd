@@ -10,8 +10,8 @@ cdef extern from "include/kernels.h" nogil:
                                        size_t by) noexcept nogil
     ctypedef void (*llp_attn_scores_fn)(int head_dim, const float *q, const uint16_t *k, int64_t stride, int64_t n,
                                         float scale, float *s) noexcept nogil
-    ctypedef void (*llp_attn_accum_fn)(int head_dim, const float *p, const uint16_t *v, int64_t stride, int64_t n,
-                                       float *acc) noexcept nogil
+    ctypedef void (*llp_attn_accum_fn)(int head_dim, float *p, float pscale, const uint16_t *v, int64_t stride,
+                                       int64_t n, float *acc) noexcept nogil
 
     ctypedef struct llp_type_info:
         const char *name

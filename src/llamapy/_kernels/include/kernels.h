@@ -26,13 +26,14 @@ typedef void (*llp_vec_dot4x2_fn)(int n, float *restrict s, size_t ls, const voi
 
 /* Attention over an f16 cache, one query row against n cached rows (stride elements apart):
  *   scores: s[j] = scale * (q . k_j), q of head_dim floats (already rounded through f16, as the cache);
- *   accum:  acc[d] += p[j] * v_j[d], j in order.
+ *   accum:  p[j] = f16(p[j] * pscale) in place (softmax weights rounded as ggml rounds them for an f16 V),
+ *           then acc[d] += p[j] * v_j[d], j in order.
  * Every ISA gives the scalar twin's bits: a dot sums lane l = d mod 16 in d order (product rounded, then
  * added), then folds the 16 lanes in halves (l + 8, l + 4, l + 2, l + 1). */
 typedef void (*llp_attn_scores_fn)(int head_dim, const float *restrict q, const llp_fp16 *restrict k, int64_t stride,
                                    int64_t n, float scale, float *restrict s);
-typedef void (*llp_attn_accum_fn)(int head_dim, const float *restrict p, const llp_fp16 *restrict v, int64_t stride,
-                                  int64_t n, float *restrict acc);
+typedef void (*llp_attn_accum_fn)(int head_dim, float *restrict p, float pscale, const llp_fp16 *restrict v,
+                                  int64_t stride, int64_t n, float *restrict acc);
 
 typedef struct {
     const char *name;          /* ggml's name: "q4_K" */

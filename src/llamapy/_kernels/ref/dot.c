@@ -375,8 +375,9 @@ static void attn_scores_ref(int head_dim, const float *restrict q, const llp_fp1
     }
 }
 
-static void attn_accum_ref(int head_dim, const float *restrict p, const llp_fp16 *restrict v, int64_t stride,
+static void attn_accum_ref(int head_dim, float *restrict p, float pscale, const llp_fp16 *restrict v, int64_t stride,
                            int64_t n, float *restrict acc) {
+    for (int64_t j = 0; j < n; j++) p[j] = llp_fp16_to_f32(llp_f32_to_fp16(p[j] * pscale));
     for (int64_t j = 0; j < n; j++)
         for (int d = 0; d < head_dim; d++) acc[d] += p[j] * llp_fp16_to_f32(v[j * stride + d]);
 }

@@ -563,9 +563,14 @@ static void attn_scores(int head_dim, const float *restrict q, const llp_fp16 *r
     }
 }
 
-/* acc += p[j] * v_j, 32 columns at a time held in registers across all j */
-static void attn_accum(int head_dim, const float *restrict p, const llp_fp16 *restrict v, int64_t stride,
+/* p = f16(p * pscale), then acc += p[j] * v_j, 32 columns at a time held in registers across all j */
+static void attn_accum(int head_dim, float *restrict p, float pscale, const llp_fp16 *restrict v, int64_t stride,
                        int64_t n, float *restrict acc) {
+    const __m256 ps = _mm256_set1_ps(pscale);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)  /* F16C rounds to nearest even, as the scalar conversion */
+        _mm256_storeu_ps(p + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_mul_ps(_mm256_loadu_ps(p + i), ps), _MM_FROUND_TO_NEAREST_INT)));
+    for (; i < n; i++) p[i] = fp16_to_f32(_cvtss_sh(p[i] * pscale, _MM_FROUND_TO_NEAREST_INT));
     int d = 0;
     for (; d + 32 <= head_dim; d += 32) {
         __m256 a0 = _mm256_loadu_ps(acc + d), a1 = _mm256_loadu_ps(acc + d + 8);
