@@ -67,6 +67,27 @@ def test_accum(isa, head_dim):
             np.testing.assert_array_equal(got, ref)
 
 
+@pytest.mark.parametrize("isa", ["scalar"] + SIMD_ISAS)
+@pytest.mark.parametrize("n", (0, 1, 7, 8, 9, 16, 100, 1000))
+def test_exp_sum(isa, n):
+    rng = np.random.default_rng(n)
+    x = (rng.standard_normal(n) * 12).astype(np.float32)
+    if n:
+        x[rng.integers(0, n, max(1, n // 10))] = -200.0   # far below the max: clamped, ~1e-38
+    mx = np.float32(x.max()) if n else np.float32(0)
+    p = x.copy()
+    total = _ops.exp_sum(p, mx, isa=isa)
+    if isa == "scalar":
+        want = np.exp((x - mx).astype(np.float64))
+        assert np.all(np.abs(p - want) <= 2.5 * 2.0 ** -23 * want + 2e-38)
+        assert abs(total - want.sum()) <= 1e-6 * want.sum() + 1e-30
+    else:
+        ref = x.copy()
+        ref_total = _ops.exp_sum(ref, mx, isa="scalar")
+        np.testing.assert_array_equal(p, ref)
+        assert total == ref_total
+
+
 def test_shape_errors():
     q = np.zeros(8, dtype=np.float32)
     with pytest.raises(ValueError):

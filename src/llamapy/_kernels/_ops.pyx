@@ -216,6 +216,15 @@ def attn_accum(float[::1] p not None, float pscale, const uint16_t[:, :] v not N
         kt.attn_accum(<int>acc.shape[0], &p[0], pscale, &v[0, 0], v.strides[0] // 2, v.shape[0], &acc[0])
 
 
+def exp_sum(float[::1] p not None, float mx, isa=None):
+    """p = exp(p - mx) in place (p <= mx), returning the sum, through the softmax kernel."""
+    cdef const llp_kernels *kt = _table(isa)
+    cdef double r = 0.0
+    with nogil:
+        r = kt.exp_sum(&p[0] if p.shape[0] else NULL, p.shape[0], mx)
+    return r
+
+
 def matmul_work_size(int t, int64_t cols, int64_t n_tok):
     _info(t)
     return llp_matmul_work_size(t, cols, n_tok)

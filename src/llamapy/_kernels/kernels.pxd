@@ -35,6 +35,7 @@ cdef extern from "include/kernels.h" nogil:
         llp_vec_dot4x2_fn vec_dot4x2[40]
         llp_attn_scores_fn attn_scores
         llp_attn_accum_fn attn_accum
+        double (*exp_sum)(float *p, int64_t n, float mx) noexcept nogil
 
     ctypedef struct llp_cpu_features:
         int sse3, ssse3, avx, avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512dq, avx512vnni, avx512bf16

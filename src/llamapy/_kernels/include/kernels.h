@@ -34,6 +34,9 @@ typedef void (*llp_attn_scores_fn)(int head_dim, const float *restrict q, const 
                                    int64_t n, float scale, float *restrict s);
 typedef void (*llp_attn_accum_fn)(int head_dim, float *restrict p, float pscale, const llp_fp16 *restrict v,
                                   int64_t stride, int64_t n, float *restrict acc);
+/* Softmax numerators: p[j] = exp(p[j] - mx) (p[j] <= mx; float32 to within 2 ulp), returning their sum in
+ * double: lane l = j mod 8 sums in j order, then the 8 lanes fold in halves, on every ISA. */
+typedef double (*llp_exp_sum_fn)(float *p, int64_t n, float mx);
 
 typedef struct {
     const char *name;          /* ggml's name: "q4_K" */
@@ -57,6 +60,7 @@ typedef struct {
     llp_vec_dot4x2_fn vec_dot4x2[LLP_TYPE_COUNT]; /* optional tile twin of vec_dot, the same rule */
     llp_attn_scores_fn attn_scores;
     llp_attn_accum_fn attn_accum;
+    llp_exp_sum_fn exp_sum;
 } llp_kernels;
 
 /* ---- scalar reference: ref/quants.c, ref/quants_k.c, ref/dot.c ---- */

@@ -382,6 +382,31 @@ static void attn_accum_ref(int head_dim, float *restrict p, float pscale, const 
         for (int d = 0; d < head_dim; d++) acc[d] += p[j] * llp_fp16_to_f32(v[j * stride + d]);
 }
 
+static float exp_nonpositive(float x) {
+    if (x < LLP_EXP_MIN) x = LLP_EXP_MIN;
+    const float n = rintf(x * LLP_EXP_LOG2E);
+    const float r = (x - n * LLP_EXP_LN2_HI) - n * LLP_EXP_LN2_LO;
+    float e = 1.0f / 720.0f;
+    e = e * r + 1.0f / 120.0f;
+    e = e * r + 1.0f / 24.0f;
+    e = e * r + 1.0f / 6.0f;
+    e = e * r + 0.5f;
+    e = e * r + 1.0f;
+    e = e * r + 1.0f;
+    return e * llp_bits_to_f32((uint32_t)((int32_t)n + 127) << 23);
+}
+
+static double exp_sum_ref(float *p, int64_t n, float mx) {
+    double lane[8] = {0};
+    for (int64_t j = 0; j < n; j++) {
+        p[j] = exp_nonpositive(p[j] - mx);
+        lane[j % 8] += (double)p[j];
+    }
+    for (int w = 4; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) lane[l] += lane[l + w];
+    return lane[0];
+}
+
 void llp_register_scalar(llp_kernels *k) {
     static const struct { int type; llp_vec_dot_fn fn; } dots[] = {
         {LLP_F32, vec_dot_f32},         {LLP_F16, vec_dot_f16},         {LLP_BF16, vec_dot_bf16},
@@ -405,4 +430,5 @@ void llp_register_scalar(llp_kernels *k) {
 
     k->attn_scores = attn_scores_ref;
     k->attn_accum = attn_accum_ref;
+    k->exp_sum = exp_sum_ref;
 }
