@@ -13,8 +13,11 @@ from __future__ import annotations
 import os
 import re
 import struct
+import threading
 import time
 import uuid
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,8 +34,7 @@ from .mix import (MixOptions, ModelFacts, QuantizeError, TypeChooser, allows_qua
 
 QUANTIZATION_VERSION = 2                # GGML_QNT_VERSION
 SPLIT_KEYS = ("split.no", "split.count", "split.tensors.count")
-SLAB_ELEMENTS = 1 << 23                 # rows are converted in slabs of about this many elements (32 MiB of f32)
-ELEMENTS_PER_THREAD = 1 << 16           # smaller slabs are not worth waking another thread for
+CHUNK_ELEMENTS = 1 << 20                # rows are converted in chunks of about this many elements (4 MiB of f32)
 
 _U32, _U64 = struct.Struct("<I"), struct.Struct("<Q")
 
@@ -335,50 +337,6 @@ def _finite_f32(x: np.ndarray) -> bool:
     return x.size == 0 or bool(np.isfinite(x.max()) and np.isfinite(x.min()))
 
 
-def convert_tensor(job: TensorJob, n_threads: int, sink, on_bytes=None) -> int:
-    """Write job's output bytes to sink.write(buffer), slab by slab; returns the bytes written.
-
-    The source is checked as llama.cpp's loader checks it, and every converted slab as llama.cpp checks its
-    output. on_bytes(n) is told the source bytes done after each slab."""
-    from llamapy import quants
-
-    t = job.src
-    raw = t.data.reshape(-1).view(np.uint8)
-    ne0 = job.shape[0]
-    n_rows = t.n_elements // ne0 if ne0 else 0
-    src_row = t.n_bytes // n_rows if n_rows else 0
-    rows_per_slab = max(1, SLAB_ELEMENTS // max(ne0, 1))
-    written = 0
-    for r0 in range(0, n_rows, rows_per_slab):
-        r1 = min(n_rows, r0 + rows_per_slab)
-        chunk = raw[r0 * src_row:r1 * src_row]
-        threads = max(1, min(n_threads, (r1 - r0) * ne0 // ELEMENTS_PER_THREAD))
-        if not job.converts:
-            if not valid_data(t.type, chunk):
-                raise QuantizeError(f"tensor '{t.name}' has invalid data")
-            out = chunk
-        else:
-            if t.type == GGMLType.F32:
-                values = chunk.view(np.float32)
-                valid = _finite_f32(values)
-            else:
-                values = quants.dequantize(chunk, t.type, threads).reshape(-1)
-                # for a float source the float32 copy holds the same NaNs and infinities
-                valid = _finite_f32(values) if t.type in (GGMLType.F16, GGMLType.BF16) else valid_data(t.type, chunk)
-            if not valid:
-                raise QuantizeError(f"tensor '{t.name}' has invalid data")
-            out = quants.quantize(values.reshape(r1 - r0, ne0), job.new_type, threads)
-            if not valid_data(job.new_type, out):
-                raise QuantizeError(f"tensor '{t.name}': quantized data validation failed")
-        sink.write(out.reshape(-1).data)
-        written += out.nbytes
-        if on_bytes is not None:
-            on_bytes(chunk.nbytes)
-    return written
-
-
-# ---- the whole file -------------------------------------------------------------------------------------
-
 class QuantizeListener:
     """What a front end hears while a model is quantized (the CLI draws a progress bar or log lines)."""
 
@@ -390,6 +348,131 @@ class QuantizeListener:
 
     def on_tensor_done(self, job: TensorJob) -> None: ...
 
+
+class Converter:
+    """Converts tensors chunk by chunk on a pool of worker threads and hands the chunks back in file order.
+
+    Each chunk (about CHUNK_ELEMENTS elements, whole rows) is dequantized, checked, quantized and checked again
+    by one worker calling the single-threaded kernels; workers take the next chunk as soon as they are free,
+    as llama.cpp's quantizer threads do, so a core that is busy elsewhere slows the run down only by its share.
+    The caller writes chunk k while the workers compute the chunks after it (at most `window` ahead).
+    """
+
+    def __init__(self, n_threads: int):
+        from llamapy._kernels import _ops     # imported here: planning (and --dry-run) needs no kernels
+        self.ops = _ops
+        self.n_threads = max(1, n_threads)
+        self.window = 2 * self.n_threads + 2
+        self.pool = ThreadPoolExecutor(max_workers=self.n_threads, thread_name_prefix="llamapy-quantize")
+        self.scratch = threading.local()    # per worker: a float32 buffer reused from chunk to chunk
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> "Converter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def run(self, jobs, sink, listener: QuantizeListener, pad: bool = True) -> None:
+        """Write every job's bytes to sink.write(buffer), each followed by its padding to 32 bytes if `pad`."""
+        chunks = ((job, r0, r1, r0 == 0, last) for job in jobs for r0, r1, last in _row_chunks(job))
+        pending: deque = deque()
+
+        def fill():
+            while len(pending) < self.window:
+                item = next(chunks, None)
+                if item is None:
+                    return
+                pending.append((item, self.pool.submit(self._convert, *item[:3])))
+
+        fill()
+        written = 0
+        while pending:
+            (job, _r0, _r1, first, last), future = pending.popleft()
+            if first:
+                listener.on_tensor(job)
+                written = 0
+            out, n_src = future.result()
+            sink.write(out.data)
+            written += out.nbytes
+            listener.on_bytes(n_src)
+            if last:
+                if written != job.new_bytes:    # cannot happen unless the kernels and the size table disagree
+                    raise QuantizeError(f"tensor {job.name}: wrote {written} bytes, expected {job.new_bytes}")
+                if pad:
+                    sink.write(b"\0" * _pad(written))
+                listener.on_tensor_done(job)
+            fill()
+
+    def _convert(self, job: TensorJob, r0: int, r1: int) -> tuple[np.ndarray, int]:
+        """Rows [r0, r1) of job: (output bytes, source bytes read). Checks as llama.cpp checks, in the worker."""
+        t = job.src
+        ne0 = job.shape[0]
+        src_row = _tensor_bytes(t.type, (ne0,))
+        chunk = t.data.reshape(-1).view(np.uint8)[r0 * src_row:r1 * src_row]
+        if not job.converts:
+            if not valid_data(t.type, chunk):
+                raise QuantizeError(f"tensor '{t.name}' has invalid data")
+            return chunk, chunk.nbytes
+        n = (r1 - r0) * ne0
+        if t.type == GGMLType.F32:
+            values = chunk.view(np.float32)
+            valid = _finite_f32(values)
+        else:
+            buf = getattr(self.scratch, "buf", None)
+            if buf is None or buf.size < n:
+                buf = self.scratch.buf = np.empty(max(n, CHUNK_ELEMENTS), np.float32)
+            values = buf[:n]
+            self.ops.dequantize(int(t.type), chunk, values, 1)
+            # a float source's NaNs and infinities are still there in float32; quantized ones have their scales
+            valid = _finite_f32(values) if t.type in (GGMLType.F16, GGMLType.BF16) else valid_data(t.type, chunk)
+        if not valid:
+            raise QuantizeError(f"tensor '{t.name}' has invalid data")
+        out = np.empty(_tensor_bytes(job.new_type, (ne0, r1 - r0)), np.uint8)
+        self.ops.quantize(int(job.new_type), values, out, ne0, 1)
+        if not valid_data(job.new_type, out):
+            raise QuantizeError(f"tensor '{t.name}': quantized data validation failed")
+        return out, chunk.nbytes
+
+
+def _row_chunks(job: TensorJob):
+    """(first row, end row, is last) of each chunk of job: whole rows, about CHUNK_ELEMENTS elements each."""
+    ne0 = job.shape[0]
+    n_rows = job.src.n_elements // ne0 if ne0 else 0
+    if n_rows == 0:
+        yield 0, 0, True
+        return
+    step = max(1, CHUNK_ELEMENTS // ne0)
+    for r0 in range(0, n_rows, step):
+        yield r0, min(n_rows, r0 + step), r0 + step >= n_rows
+
+
+def convert_tensor(job: TensorJob, n_threads: int, sink, on_bytes=None) -> int:
+    """Write one job's output bytes (no padding) to sink.write(buffer); returns how many. on_bytes(n) hears
+    the source bytes done after each chunk."""
+    class Listener(QuantizeListener):
+        def on_bytes(self, n):
+            if on_bytes is not None:
+                on_bytes(n)
+
+    counted = _CountingSink(sink)
+    with Converter(n_threads) as converter:
+        converter.run([job], counted, Listener(), pad=False)
+    return counted.n
+
+
+class _CountingSink:
+    def __init__(self, sink):
+        self.sink, self.n = sink, 0
+
+    def write(self, data) -> None:
+        self.sink.write(data)
+        self.n += len(memoryview(data).cast("B"))
+
+
+# ---- the whole file -------------------------------------------------------------------------------------
 
 @dataclass
 class QuantizeResult:
@@ -465,10 +548,5 @@ def write_model(plan: QuantizePlan, target: Path, n_threads: int, listener: Quan
 
 def _write_body(plan: QuantizePlan, out, n_threads: int, listener: QuantizeListener) -> None:
     out.write(plan.header())
-    for job in plan.jobs:
-        listener.on_tensor(job)
-        n = convert_tensor(job, n_threads, out, listener.on_bytes)
-        if n != job.new_bytes:      # cannot happen unless the kernels and the size table disagree
-            raise QuantizeError(f"tensor {job.name}: wrote {n} bytes, expected {job.new_bytes}")
-        out.write(b"\0" * _pad(n))
-        listener.on_tensor_done(job)
+    with Converter(n_threads) as converter:
+        converter.run(plan.jobs, out, listener)
