@@ -189,7 +189,7 @@ class ProgressBar:
         self.n = len(plan.jobs)
         self.progress.start()
         self.started = True
-        self.task = self.progress.add_task("quantize", total=plan.size_before, counter=f"0/{self.n}", tensor="")
+        self.task = self.progress.add_task("quantize", total=plan.size_before, counter=f"[0/{self.n}]", tensor="")
 
     def on_tensor(self, job):
         from llamapy.gguf import type_name
