@@ -17,6 +17,8 @@ def cli():
       llamapy info                 CPU features found and kernels chosen
       llamapy fetch smollm2        download and cache a reference model
       llamapy-gguf model.gguf      metadata and tensor table of a GGUF file
+      llamapy-quantize in.gguf out.gguf Q4_K_M
+                                   quantize a model as llama-quantize does, to the same bytes
     """
 
 
