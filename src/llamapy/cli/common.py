@@ -73,3 +73,18 @@ def run_command(command: click.Command, prog_name: str, argv=None):
             raise
         fail(f"{type(e).__name__}: {one_line(e)}")
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def resolve_model(model: str | None) -> str:
+    """-m as given (checked to be a file), or the cached default model when -m is left out."""
+    if model is None:
+        from llamapy.models import ModelFetchError, model_path
+        try:
+            return str(model_path("smollm2"))
+        except ModelFetchError as e:
+            fail(f"no -m given and the default model is unavailable: {e}")
+    if not os.path.exists(model):
+        fail(f"failed to load model '{model}': file does not exist")
+    if os.path.isdir(model):
+        fail(f"failed to load model '{model}': is a directory")
+    return model
