@@ -99,7 +99,8 @@ def test_prompt_file_and_escapes(tmp_path, api):
     (("--repeat-last-n", "-3"), "--repeat-last-n"),
     (("--mirostat", "3"), "--mirostat"),
     (("-l", "12x5"), "--logit-bias"),
-    (("-ctk", "q8_0"), "not supported yet"),
+    (("-ctv", "q8_0"), "requires flash attention"),
+    (("--dry-penalty-last-n", "-1"), "dry-penalty-last-n"),
     (("-ctv", "nope"), "-ctv"),
     (("-t", "0"), "-t"),
 ])

@@ -27,13 +27,16 @@ __all__ = ["Llama"]
 class Llama:
     """A loaded model, its tokenizer and a KV cache of ``n_ctx`` tokens.
 
-    ``n_ctx=0`` uses the context the model was trained for. ``seed`` is the default sampling seed for
+    ``n_ctx=0`` uses the context the model was trained for. ``type_k``/``type_v``: KV cache types as ggml type
+    ids (llama-cpp-python's convention: 0 f32, 1 f16, 8 q8_0) or names; None is f16. A quantized V cache is
+    refused (llama.cpp needs flash attention for it). ``seed`` is the default sampling seed for
     every completion (``-1`` / 0xFFFFFFFF: random each time); ``verbose=False`` writes nothing to stderr.
     Other llama-cpp-python keyword arguments (``n_gpu_layers``, ``use_mmap``, ...) are accepted and ignored.
     """
 
     def __init__(self, model_path: str | os.PathLike, *, n_ctx: int = 512, n_batch: int = 512,
                  n_ubatch: int = 512, n_threads: int | None = None, n_threads_batch: int | None = None,
+                 type_k: int | str | None = None, type_v: int | str | None = None,
                  seed: int = DEFAULT_SEED, last_n_tokens_size: int = 64, verbose: bool = True, **kwargs):
         from llamapy.gguf import GGUFReader
         from llamapy.model import Model, ModelConfig
@@ -53,7 +56,8 @@ class Llama:
         if n_ctx == 0:
             n_ctx = ModelConfig.from_gguf(reader).n_ctx_train
         self._model = Model(reader, n_ctx=int(n_ctx), n_batch=min(int(n_batch), int(n_ubatch)),
-                            n_threads=n_threads)
+                            n_threads=n_threads, type_k="f16" if type_k is None else type_k,
+                            type_v="f16" if type_v is None else type_v)
         self.tokenizer_ = Tokenizer.from_gguf(reader)
         self.load_ms = (time.perf_counter() - t0) * 1e3
         self._n_ctx = int(n_ctx)
@@ -68,7 +72,8 @@ class Llama:
                   f"n_embd = {cfg.n_embd}, n_vocab = {cfg.n_vocab}, n_ctx_train = {cfg.n_ctx_train})",
                   file=sys.stderr)
             print(f"llama_context: n_ctx = {self._n_ctx}, n_batch = {self._model.n_batch}, "
-                  f"n_threads = {self.n_threads}", file=sys.stderr)
+                  f"n_threads = {self.n_threads}, type_k = {self._model.type_k}, type_v = {self._model.type_v}",
+                  file=sys.stderr)
 
     # -- model facts ---------------------------------------------------------------------------
 

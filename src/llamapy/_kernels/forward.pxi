@@ -2,12 +2,13 @@
 #
 # Weights stay where the GGUF memory map has them; the Python driver (llamapy.model.llama) hands over
 # their addresses once, and LlamaForward.forward runs every layer without the GIL, llama2.c style.
-from libc.stdint cimport int32_t, uint16_t
+from libc.stdint cimport int32_t, uint8_t, uint16_t
 from libc.stdlib cimport calloc, free
 from libc.math cimport sqrtf
 
 cdef extern from "include/ops.h" nogil:
     ctypedef uint16_t llp_fp16
+    enum: LLP_Q8_0
     void llp_rmsnorm(const float *x, const float *w, float *y, int64_t n, int64_t n_rows, float eps)
     int llp_rope(float *x, int64_t n_tok, int64_t row_stride, int n_head, int head_dim, int n_dims,
                   const int32_t *pos, float base, int neox)
@@ -26,10 +27,34 @@ cdef extern from "include/ops.h" nogil:
     void llp_add_rows(float *x, const float *b, int64_t n, int64_t n_rows)
     void llp_scale(float *x, float s, int64_t n)
     void llp_f32_to_f16_row(const float *src, llp_fp16 *dst, int64_t n)
+    size_t llp_kv_row_size(int type, int64_t n)
+    int llp_kv_store(int type, const float *src, void *dst, int64_t n)
+    ctypedef struct llp_kv:
+        const void *k
+        const void *v
+        int k_type, v_type
+        size_t k_row, v_row
+        llp_vec_dot_fn q8_dot
+        const llp_kernels *kern
     size_t llp_attention_work_size(int64_t n_ctx, int head_dim)
-    void llp_attention(const float *q, int64_t q_stride, const llp_fp16 *k, const llp_fp16 *v, int64_t kv_stride,
-                       float *out, int64_t out_stride, int64_t n_tok, int64_t pos0, int n_head, int n_kv_head,
-                       int head_dim, float scale, int64_t n_swa, int64_t n_ctx, float *work, int n_threads)
+    int llp_attention(const float *q, int64_t q_stride, const llp_kv *kv, float *out, int64_t out_stride,
+                      int64_t n_tok, int64_t pos0, int n_head, int n_kv_head, int head_dim, float scale,
+                      int64_t n_swa, int64_t n_ctx, float *work, int n_threads)
+
+# KV cache types (ggml type ids): K f32 / f16 / q8_0, V f32 / f16 (a quantized V needs flash attention in
+# llama.cpp; llamapy.model.llama.kv_cache_type gives the user-facing refusal).
+KV_CACHE_TYPES = {"f32": 0, "f16": 1, "q8_0": 8}
+KV_V_TYPES = ("f32", "f16")
+
+
+def kv_type_id(t, str which="K"):
+    """A cache type name ('f16') or ggml type id (1) -> the id; ValueError for what the cache cannot hold."""
+    ok = KV_CACHE_TYPES if which == "K" else {k: KV_CACHE_TYPES[k] for k in KV_V_TYPES}
+    if t in ok:
+        return ok[t]
+    if not isinstance(t, str) and t in ok.values():
+        return int(t)
+    raise ValueError(f"unsupported {which} cache type {t!r} (supported: {', '.join(ok)})")
 
 
 cdef struct llp_matrix:         # one weight matrix in the mmap: rows x cols of `type`, `stride` bytes per row
@@ -88,6 +113,8 @@ cdef class LlamaForward:
     """
     cdef readonly int n_layer, n_embd, n_head, n_kv_head, head_dim, n_ff, n_vocab, n_ctx, n_batch, max_threads
     cdef readonly int rope_dims, rope_neox
+    cdef readonly int type_k, type_v            # KV cache element types (ggml ids: f32 0, f16 1, q8_0 8)
+    cdef readonly size_t k_row, v_row           # cache bytes per position and layer
     cdef readonly float eps, rope_base
     cdef llp_rope_scaling rope_scaling   # linear / YaRN RoPE scaling (freq_scale 1, ext_factor 0: none)
     cdef llp_layer *layers
@@ -105,8 +132,8 @@ cdef class LlamaForward:
     cdef float *att              # [n_batch, n_head * head_dim] attention output (heads concatenated)
     cdef float *hb               # [n_batch, n_ff] gate, then silu(gate) * up
     cdef float *hb2              # [n_batch, n_ff] up
-    cdef llp_fp16 *kc            # [n_layer, n_ctx, n_kv_head * head_dim] K cache, f16
-    cdef llp_fp16 *vc            # [n_layer, n_ctx, n_kv_head * head_dim] V cache, f16
+    cdef uint8_t *kc             # [n_layer, n_ctx, k_row bytes] K cache (n_kv_head * head_dim of type_k)
+    cdef uint8_t *vc             # [n_layer, n_ctx, v_row bytes] V cache (n_kv_head * head_dim of type_v)
     cdef int32_t *pos            # [n_batch] positions of the batch's tokens
     cdef void *work              # quantized activations for the matmuls
     cdef float *attn_work        # [max_threads, llp_attention_work_size(n_ctx, head_dim)]
@@ -118,13 +145,15 @@ cdef class LlamaForward:
         free(self.layers)
 
     def __init__(self, dict cfg, list layers, tok_embd, output_norm, output, int n_ctx, int n_batch,
-                 int max_threads, keep=None):
+                 int max_threads, keep=None, type_k="f16", type_v="f16"):
         """cfg: n_layer, n_embd, n_head, n_kv_head, head_dim, n_ff, n_vocab, rms_eps, rope_base, rope_dims,
         rope_neox; optionally rope_freq_scale (1 / factor), rope_ext_factor (YaRN: 1; 0: linear scaling only),
         rope_attn_factor, rope_beta_fast, rope_beta_slow, rope_n_ctx_orig (see ops.h llp_rope_scaling).
         layers: one dict per layer of name -> matrix spec (address, type, rows, cols, stride),
-        norms as addresses of float32 vectors, optional biases bq, bk, bv, bo likewise (0 / absent: none). tok_embd / output: matrix specs; output_norm: an address.
-        keep: the owner of that memory, held for as long as this object lives."""
+        norms as addresses of float32 vectors, optional biases bq, bk, bv, bo likewise (0 / absent: none).
+        tok_embd / output: matrix specs; output_norm: an address.
+        keep: the owner of that memory, held for as long as this object lives.
+        type_k, type_v: KV cache types, names or ggml ids (K: f32, f16, q8_0; V: f32, f16)."""
         import numpy as np
         cdef int l
         self._keep = keep
@@ -149,6 +178,10 @@ cdef class LlamaForward:
             raise ValueError(f"rope over {self.rope_dims} dims is not supported (head_dim {self.head_dim})")
         self.n_ctx, self.n_batch, self.max_threads = n_ctx, min(n_batch, n_ctx), max_threads
         cdef int d = self.n_embd, dq = self.n_head * self.head_dim, dkv = self.n_kv_head * self.head_dim
+        self.type_k, self.type_v = kv_type_id(type_k, "K"), kv_type_id(type_v, "V")
+        if llp_kv_row_size(self.type_k, self.head_dim) == 0:
+            raise ValueError(f"K cache type {type_k!r} needs head_dim to be a multiple of 32 (got {self.head_dim})")
+        self.k_row, self.v_row = llp_kv_row_size(self.type_k, dkv), llp_kv_row_size(self.type_v, dkv)
         cdef int ff = self.n_ff, nb = self.n_batch
 
         self.layers = <llp_layer *>calloc(self.n_layer, sizeof(llp_layer))
@@ -189,8 +222,8 @@ cdef class LlamaForward:
         self.att_arr = np.zeros((nb, dq), f32)
         self.hb_arr = np.zeros((nb, ff), f32)
         self.hb2_arr = np.zeros((nb, ff), f32)
-        self.kcache = np.zeros((self.n_layer, n_ctx, dkv), np.uint16)
-        self.vcache = np.zeros((self.n_layer, n_ctx, dkv), np.uint16)
+        self.kcache = np.zeros((self.n_layer, n_ctx, self.k_row), np.uint8)
+        self.vcache = np.zeros((self.n_layer, n_ctx, self.v_row), np.uint8)
         self.pos_arr = np.zeros(nb, np.int32)
         self.work_arr = np.zeros(max(work, 64), np.uint8)
         self.attn_work_arr = np.zeros(max_threads * llp_attention_work_size(n_ctx, self.head_dim), f32)
@@ -202,11 +235,28 @@ cdef class LlamaForward:
         self.att = <float *><size_t>self.att_arr.ctypes.data
         self.hb = <float *><size_t>self.hb_arr.ctypes.data
         self.hb2 = <float *><size_t>self.hb2_arr.ctypes.data
-        self.kc = <llp_fp16 *><size_t>self.kcache.ctypes.data
-        self.vc = <llp_fp16 *><size_t>self.vcache.ctypes.data
+        self.kc = <uint8_t *><size_t>self.kcache.ctypes.data
+        self.vc = <uint8_t *><size_t>self.vcache.ctypes.data
         self.pos = <int32_t *><size_t>self.pos_arr.ctypes.data
         self.work = <void *><size_t>self.work_arr.ctypes.data
         self.attn_work = <float *><size_t>self.attn_work_arr.ctypes.data
+
+    cdef int _attend(self, const llp_kernels *kern, int l, int64_t n, int64_t pos0, float scale, int64_t n_swa,
+                     int n_threads) noexcept nogil:
+        """Layer l: K cache[pos], V cache[pos] = k, v (in the cache types); then
+        att = softmax(q K^T * scale + causal / sliding-window mask) V, per head (GQA: K/V head = h / group)."""
+        cdef int dq = self.n_head * self.head_dim, dkv = self.n_kv_head * self.head_dim, rc = 0
+        cdef llp_kv kv
+        kv.k = self.kc + <size_t>l * self.n_ctx * self.k_row
+        kv.v = self.vc + <size_t>l * self.n_ctx * self.v_row
+        kv.k_type, kv.v_type, kv.k_row, kv.v_row = self.type_k, self.type_v, self.k_row, self.v_row
+        kv.q8_dot = kern.vec_dot[LLP_Q8_0]
+        kv.kern = kern
+        rc |= llp_kv_store(self.type_k, self.k, <uint8_t *>kv.k + pos0 * self.k_row, n * dkv)
+        rc |= llp_kv_store(self.type_v, self.v, <uint8_t *>kv.v + pos0 * self.v_row, n * dkv)
+        rc |= llp_attention(self.q, dq, &kv, self.att, dq, n, pos0, self.n_head, self.n_kv_head, self.head_dim,
+                            scale, n_swa, self.n_ctx, self.attn_work, n_threads)
+        return rc
 
     def forward(self, const int32_t[::1] tokens not None, int pos0, float[:, ::1] logits not None,
                 bint all_logits=False, int n_threads=1, isa=None):
@@ -224,8 +274,6 @@ cdef class LlamaForward:
         cdef int ff = self.n_ff, hd = self.head_dim
         cdef float eps = self.eps, scale = 1.0 / sqrtf(<float>self.head_dim)
         cdef const llp_layer *L
-        cdef llp_fp16 *kc_l
-        cdef llp_fp16 *vc_l
         cdef float *x = self.x
         cdef float *xb = self.xb
         cdef int64_t nf = n           # rows that go on through the FFN (narrowed in the last layer)
@@ -235,8 +283,6 @@ cdef class LlamaForward:
             rc |= llp_get_rows(self.tok_embd.type, self.tok_embd.data, self.tok_embd.stride, d, &tokens[0], n, x)
             for l in range(self.n_layer):
                 L = &self.layers[l]
-                kc_l = self.kc + <int64_t>l * self.n_ctx * dkv
-                vc_l = self.vc + <int64_t>l * self.n_ctx * dkv
                 # xb = rmsnorm(x) * attn_norm
                 llp_rmsnorm(x, L.attn_norm, xb, d, n, eps)
                 # q, k, v = xb Wq^T, xb Wk^T, xb Wv^T
@@ -254,12 +300,8 @@ cdef class LlamaForward:
                                    self.rope_neox, &self.rope_scaling)
                 rc |= llp_rope_ext(self.k, n, dkv, self.n_kv_head, hd, self.rope_dims, self.pos, self.rope_base,
                                    self.rope_neox, &self.rope_scaling)
-                # K cache[pos], V cache[pos] = f16(k), f16(v)
-                llp_f32_to_f16_row(self.k, kc_l + pos0 * dkv, n * dkv)
-                llp_f32_to_f16_row(self.v, vc_l + pos0 * dkv, n * dkv)
-                # att = softmax(q K^T / sqrt(head_dim) + causal mask) V, per head (GQA: K/V head = h / group)
-                llp_attention(self.q, dq, kc_l, vc_l, dkv, self.att, dq, n, pos0, self.n_head, self.n_kv_head,
-                              hd, scale, 0, self.n_ctx, self.attn_work, n_threads)
+                # cache k, v; att = softmax(q K^T / sqrt(head_dim) + causal mask) V
+                rc |= self._attend(kern, l, n, pos0, scale, 0, n_threads)
                 # last layer: only the rows whose logits are wanted go on
                 if l == self.n_layer - 1 and not all_logits:
                     x = self.x + (n - 1) * d
@@ -310,11 +352,12 @@ cdef class Gemma3Forward(LlamaForward):
     cdef readonly float embd_scale, attn_scale, final_softcap
 
     def __init__(self, dict cfg, list layers, tok_embd, output_norm, output, int n_ctx, int n_batch,
-                 int max_threads, keep=None):
+                 int max_threads, keep=None, type_k="f16", type_v="f16"):
         """As LlamaForward, plus cfg: embd_scale (x = embedding * embd_scale), attn_scale (q is multiplied by
         it before Q.K), final_softcap (0: none); and per layer: q_norm, k_norm, post_attn_norm,
         post_ffw_norm (addresses of float32 vectors), rope_base, n_swa (0: global attention)."""
-        LlamaForward.__init__(self, cfg, layers, tok_embd, output_norm, output, n_ctx, n_batch, max_threads, keep)
+        LlamaForward.__init__(self, cfg, layers, tok_embd, output_norm, output, n_ctx, n_batch, max_threads, keep,
+                              type_k, type_v)
         cdef int l
         self.embd_scale, self.attn_scale = cfg["embd_scale"], cfg["attn_scale"]
         self.final_softcap = cfg.get("final_softcap", 0.0)
@@ -344,8 +387,6 @@ cdef class Gemma3Forward(LlamaForward):
         cdef int ff = self.n_ff, hd = self.head_dim
         cdef float eps = self.eps
         cdef const llp_layer *L
-        cdef llp_fp16 *kc_l
-        cdef llp_fp16 *vc_l
         cdef float *x = self.x
         cdef float *xb = self.xb
         cdef int64_t nf = n           # rows that go on through the FFN (narrowed in the last layer)
@@ -356,8 +397,6 @@ cdef class Gemma3Forward(LlamaForward):
             llp_scale(x, self.embd_scale, n * d)
             for l in range(self.n_layer):
                 L = &self.layers[l]
-                kc_l = self.kc + <int64_t>l * self.n_ctx * dkv
-                vc_l = self.vc + <int64_t>l * self.n_ctx * dkv
                 # xb = rmsnorm(x) * attn_norm
                 llp_rmsnorm(x, L.attn_norm, xb, d, n, eps)
                 # q, k, v = xb Wq^T, xb Wk^T, xb Wv^T
@@ -370,12 +409,8 @@ cdef class Gemma3Forward(LlamaForward):
                 rc |= llp_rope(self.q, n, dq, self.n_head, hd, self.rope_dims, self.pos, L.rope_base, self.rope_neox)
                 rc |= llp_rope(self.k, n, dkv, self.n_kv_head, hd, self.rope_dims, self.pos, L.rope_base, self.rope_neox)
                 llp_scale(self.q, self.attn_scale, n * dq)
-                # K cache[pos], V cache[pos] = f16(k), f16(v)
-                llp_f32_to_f16_row(self.k, kc_l + pos0 * dkv, n * dkv)
-                llp_f32_to_f16_row(self.v, vc_l + pos0 * dkv, n * dkv)
-                # att = softmax(q K^T + causal / sliding-window mask) V (q already scaled)
-                llp_attention(self.q, dq, kc_l, vc_l, dkv, self.att, dq, n, pos0, self.n_head, self.n_kv_head,
-                              hd, 1.0, L.n_swa, self.n_ctx, self.attn_work, n_threads)
+                # cache k, v; att = softmax(q K^T + causal / sliding-window mask) V (q already scaled)
+                rc |= self._attend(kern, l, n, pos0, 1.0, L.n_swa, n_threads)
                 # last layer: only the rows whose logits are wanted go on
                 if l == self.n_layer - 1 and not all_logits:
                     x = self.x + (n - 1) * d
@@ -481,26 +516,55 @@ def op_gelu_tanh(float x):
     return llp_gelu_tanh(x)
 
 
-def op_attention(const float[:, ::1] q not None, const uint16_t[:, ::1] kc not None,
-                 const uint16_t[:, ::1] vc not None, int pos0, int n_head, int n_kv_head, int head_dim,
-                 int n_threads=1, int64_t n_swa=0):
-    """Causal GQA attention of q (n_tok, n_head * head_dim) at positions pos0.. over the f16 caches
-    kc, vc (n_ctx, n_kv_head * head_dim, as uint16 bits): a new (n_tok, n_head * head_dim) array.
-    n_swa > 0: each query sees only the last n_swa positions (itself included)."""
+def op_kv_store(t, const float[::1] x not None):
+    """x stored as KV cache type t (name or ggml id): the bytes, as a new uint8 array."""
     import numpy as np
-    cdef int64_t n = q.shape[0], n_ctx = kc.shape[0]
-    if q.shape[1] != n_head * head_dim or kc.shape[1] != n_kv_head * head_dim or vc.shape[0] != n_ctx \
-            or vc.shape[1] != kc.shape[1] or n_head % n_kv_head or pos0 < 0 or pos0 + n > n_ctx or n_threads < 1 \
-            or n_swa < 0:
+    cdef int tid = kv_type_id(t, "K")
+    cdef size_t nbytes = llp_kv_row_size(tid, x.shape[0])
+    if nbytes == 0 and x.shape[0]:
+        raise ValueError(f"{t}: length {x.shape[0]} is not a whole number of blocks")
+    out = np.zeros(nbytes, np.uint8)
+    cdef uint8_t[::1] y = out
+    if x.shape[0]:
+        with nogil:
+            llp_kv_store(tid, &x[0], &y[0], x.shape[0])
+    return out
+
+
+def op_attention(const float[:, ::1] q not None, kc not None, vc not None, int pos0, int n_head, int n_kv_head,
+                 int head_dim, int n_threads=1, int64_t n_swa=0, type_k="f16", type_v="f16", isa=None):
+    """Causal GQA attention of q (n_tok, n_head * head_dim) at positions pos0.. over the caches kc, vc:
+    C-contiguous arrays of n_ctx rows, each row n_kv_head * head_dim elements of type_k / type_v (f16 as
+    uint16 bits, f32 as float32, q8_0 as its block bytes, e.g. from op_kv_store). A new (n_tok, n_head *
+    head_dim) array. n_swa > 0: each query sees only the last n_swa positions (itself included)."""
+    import numpy as np
+    cdef int tk = kv_type_id(type_k, "K"), tv = kv_type_id(type_v, "V")
+    kb = np.ascontiguousarray(kc).view(np.uint8).reshape(len(kc), -1)
+    vb = np.ascontiguousarray(vc).view(np.uint8).reshape(len(vc), -1)
+    cdef const uint8_t[:, ::1] kmv = kb
+    cdef const uint8_t[:, ::1] vmv = vb
+    cdef int64_t n = q.shape[0], n_ctx = kb.shape[0]
+    cdef llp_kv kv
+    kv.k_type, kv.v_type = tk, tv
+    kv.k_row, kv.v_row = llp_kv_row_size(tk, n_kv_head * head_dim), llp_kv_row_size(tv, n_kv_head * head_dim)
+    kv.q8_dot = _table(isa).vec_dot[LLP_Q8_0]
+    kv.kern = _table(isa)
+    if q.shape[1] != n_head * head_dim or kv.k_row == 0 or <size_t>kb.shape[1] != kv.k_row \
+            or <size_t>vb.shape[1] != kv.v_row or vb.shape[0] != n_ctx or n_head % n_kv_head or pos0 < 0 \
+            or pos0 + n > n_ctx or n_threads < 1 or n_swa < 0 or llp_kv_row_size(tk, head_dim) == 0:
         raise ValueError("inconsistent attention arguments")
+    kv.k = &kmv[0, 0]
+    kv.v = &vmv[0, 0]
     out = np.empty((n, n_head * head_dim), np.float32)
     work_arr = np.empty(n_threads * llp_attention_work_size(n_ctx, head_dim), np.float32)
     cdef float[:, ::1] y = out
     cdef float[::1] work = work_arr
     cdef float scale = 1.0 / sqrtf(<float>head_dim)
+    cdef int rc = 0
     if n:
         with nogil:
-            llp_attention(&q[0, 0], q.shape[1], <const llp_fp16 *>&kc[0, 0], <const llp_fp16 *>&vc[0, 0],
-                          kc.shape[1], &y[0, 0], y.shape[1], n, pos0, n_head, n_kv_head, head_dim, scale,
-                          n_swa, n_ctx, &work[0], n_threads)
+            rc = llp_attention(&q[0, 0], q.shape[1], &kv, &y[0, 0], y.shape[1], n, pos0, n_head, n_kv_head,
+                               head_dim, scale, n_swa, n_ctx, &work[0], n_threads)
+    if rc:
+        raise ValueError("unsupported cache types")
     return out

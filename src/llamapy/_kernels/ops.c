@@ -170,53 +170,133 @@ void llp_f32_to_f16_row(const float *src, llp_fp16 *dst, int64_t n) {
     for (int64_t i = 0; i < n; i++) dst[i] = llp_f32_to_fp16(src[i]);
 }
 
+/* ---- KV cache ---- */
+
+/* f32 -> q8_0 as ggml's CPU backend does it for a q8_0 cache row or the q8_0 side of a dot product
+ * (quantize_row_q8_0): d = amax / 127 stored as f16, q = x * id rounded half to even, with id = 127 / amax
+ * on x86 (the AVX code) and 1 / d elsewhere (NEON). (The scalar reference rounds halves away from zero.) */
+static void quantize_row_q8_0_cpu(const float *x, block_q8_0 *y, int64_t n) {
+    for (int64_t i = 0; i < n / QK8_0; i++, x += QK8_0) {
+        float amax = 0.0f;
+        for (int j = 0; j < QK8_0; j++) {
+            const float a = fabsf(x[j]);
+            amax = a > amax ? a : amax;
+        }
+        const float d = amax / 127.0f;
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+#else
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+#endif
+        y[i].d = llp_f32_to_fp16(d);
+        for (int j = 0; j < QK8_0; j++) y[i].qs[j] = (int8_t)nearbyintf(x[j] * id);
+    }
+}
+
+size_t llp_kv_row_size(int type, int64_t n) {
+    switch (type) {
+    case LLP_F32: return (size_t)n * sizeof(float);
+    case LLP_F16: return (size_t)n * sizeof(llp_fp16);
+    case LLP_Q8_0: return n % QK8_0 ? 0 : (size_t)(n / QK8_0) * sizeof(block_q8_0);
+    default: return 0;
+    }
+}
+
+int llp_kv_store(int type, const float *src, void *dst, int64_t n) {
+    switch (type) {
+    case LLP_F32: memcpy(dst, src, (size_t)n * sizeof(float)); return 0;
+    case LLP_F16: llp_f32_to_f16_row(src, dst, n); return 0;
+    case LLP_Q8_0:
+        if (n % QK8_0) return 1;
+        quantize_row_q8_0_cpu(src, dst, n);
+        return 0;
+    default: return 1;
+    }
+}
+
 size_t llp_attention_work_size(int64_t n_ctx, int head_dim) {
     return (size_t)n_ctx + 2 * (size_t)head_dim;
 }
 
-/* sum_i a[i] * f16(b[i]), 8 running sums (the order differs from ggml's SIMD lanes only in rounding) */
-static inline float dot_f32_f16(const float *a, const llp_fp16 *b, int n) {
-    float acc[8] = {0};
+/* sum_i a[i] * b[i] as ggml_vec_dot_f32 with 16-float vectors: 4 x 16 running sums over blocks of 64, folded
+ * (0 + 2, 1 + 3, then the two), the 16 lanes summed as a tree; the tail added in double */
+static inline float dot_f32_f32(const float *a, const float *b, int n) {
+    float acc[64] = {0};
     int i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) acc[j] += a[i + j] * f16_table[b[i + j]];
-    for (; i < n; i++) acc[0] += a[i] * f16_table[b[i]];
-    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i + 64 <= n; i += 64)
+        for (int j = 0; j < 64; j++) acc[j] += a[i + j] * b[i + j];
+    for (int j = 0; j < 32; j++) acc[j] += acc[j + 32];
+    for (int j = 0; j < 16; j++) acc[j] += acc[j + 16];
+    for (int w = 8; w >= 1; w /= 2)
+        for (int j = 0; j < w; j++) acc[j] += acc[j + w];
+    double sum = acc[0];
+    for (; i < n; i++) sum += (double)(a[i] * b[i]);
+    return (float)sum;
 }
 
-/* one query row of one head against positions j0 .. n_kv - 1 */
-static void attend_one(const float *q, const llp_fp16 *k, const llp_fp16 *v, int64_t kv_stride, float *out,
+/* one query row of one head against positions j0 .. n_kv - 1; k, v point at this K/V head in position 0 */
+static void attend_one(const float *q, const uint8_t *k, const uint8_t *v, const llp_kv *kv, float *out,
                        int64_t j0, int64_t n_kv, int head_dim, float scale, float *work) {
-    float *qh = work;                   /* [head_dim] q rounded through f16 */
+    float *qh = work;                   /* [head_dim] q in K's partner type (f16 values, or q8_0 blocks) */
     float *acc = work + head_dim;       /* [head_dim] f32 accumulator of p . V */
     float *p = work + 2 * head_dim;     /* [n_kv - j0] scores, then probabilities (p[j - j0] for position j) */
-    for (int d = 0; d < head_dim; d++) qh[d] = f16_table[llp_f32_to_fp16(q[d])];
+    const size_t k_row = kv->k_row, v_row = kv->v_row;
     /* scores_j = (q . k_j) * scale */
     float mx = -INFINITY;
-    for (int64_t j = j0; j < n_kv; j++) {
-        p[j - j0] = dot_f32_f16(qh, k + j * kv_stride, head_dim) * scale;
-        if (p[j - j0] > mx) mx = p[j - j0];
+    switch (kv->k_type) {
+    case LLP_F16:
+        for (int d = 0; d < head_dim; d++) qh[d] = f16_table[llp_f32_to_fp16(q[d])];
+        kv->kern->attn_scores(head_dim, qh, (const llp_fp16 *)(k + j0 * k_row), (int64_t)(k_row / sizeof(llp_fp16)),
+                              n_kv - j0, scale, p);
+        for (int64_t j = j0; j < n_kv; j++)
+            if (p[j - j0] > mx) mx = p[j - j0];
+        break;
+    case LLP_F32:
+        for (int64_t j = j0; j < n_kv; j++) {
+            p[j - j0] = dot_f32_f32(q, (const float *)(k + j * k_row), head_dim) * scale;
+            if (p[j - j0] > mx) mx = p[j - j0];
+        }
+        break;
+    case LLP_Q8_0: {
+        block_q8_0 *q8 = (block_q8_0 *)qh;   /* head_dim / 32 blocks: 34 bytes per 32 floats fit in qh */
+        quantize_row_q8_0_cpu(q, q8, head_dim);
+        for (int64_t j = j0; j < n_kv; j++) {
+            float s;
+            kv->q8_dot(head_dim, &s, k + j * k_row, q8);
+            p[j - j0] = s * scale;
+            if (p[j - j0] > mx) mx = p[j - j0];
+        }
+        break;
+    }
     }
     /* p = softmax(scores): exp in f32, sum in double */
-    double sum = 0.0;
-    for (int64_t j = j0; j < n_kv; j++) {
-        p[j - j0] = expf(p[j - j0] - mx);
-        sum += (double)p[j - j0];
-    }
+    const double sum = kv->kern->exp_sum(p, n_kv - j0, mx);
     const float inv = (float)(1.0 / sum);
-    /* out = f16(p) . V */
     memset(acc, 0, sizeof(float) * (size_t)head_dim);
-    for (int64_t j = j0; j < n_kv; j++) {
-        const float pj = f16_table[llp_f32_to_fp16(p[j - j0] * inv)];
-        const llp_fp16 *vj = v + j * kv_stride;
-        for (int d = 0; d < head_dim; d++) acc[d] += pj * f16_table[vj[d]];
+    if (kv->v_type == LLP_F16) {
+        /* out = f16(p) . V */
+        kv->kern->attn_accum(head_dim, p, inv, (const llp_fp16 *)(v + j0 * v_row), (int64_t)(v_row / sizeof(llp_fp16)),
+                             n_kv - j0, acc);
+    } else {
+        /* out = p . V */
+        for (int64_t j = j0; j < n_kv; j++) {
+            const float pj = p[j - j0] * inv;
+            const float *vj = (const float *)(v + j * v_row);
+            for (int d = 0; d < head_dim; d++) acc[d] += pj * vj[d];
+        }
     }
     memcpy(out, acc, sizeof(float) * (size_t)head_dim);
 }
 
-void llp_attention(const float *q, int64_t q_stride, const llp_fp16 *k, const llp_fp16 *v, int64_t kv_stride,
-                   float *out, int64_t out_stride, int64_t n_tok, int64_t pos0, int n_head, int n_kv_head,
-                   int head_dim, float scale, int64_t n_swa, int64_t n_ctx, float *work, int n_threads) {
+int llp_attention(const float *q, int64_t q_stride, const llp_kv *kv, float *out, int64_t out_stride,
+                  int64_t n_tok, int64_t pos0, int n_head, int n_kv_head, int head_dim, float scale,
+                  int64_t n_swa, int64_t n_ctx, float *work, int n_threads) {
+    if (kv->kern == NULL
+        || !(kv->k_type == LLP_F16 || kv->k_type == LLP_F32 || (kv->k_type == LLP_Q8_0 && kv->q8_dot != NULL))
+        || !(kv->v_type == LLP_F16 || kv->v_type == LLP_F32))
+        return 1;
+    const size_t k_head = llp_kv_row_size(kv->k_type, head_dim), v_head = llp_kv_row_size(kv->v_type, head_dim);
+    if (k_head == 0 || v_head == 0) return 1;
     f16_table_init();
     const int group = n_head / n_kv_head;
     const int64_t n_items = n_tok * n_head;
@@ -236,9 +316,10 @@ void llp_attention(const float *q, int64_t q_stride, const llp_fp16 *k, const ll
             const int64_t t = it / n_head;
             const int h = (int)(it % n_head), kh = h / group;
             const int64_t p = pos0 + t, j0 = (n_swa > 0 && p >= n_swa) ? p - n_swa + 1 : 0;
-            attend_one(q + t * q_stride + (int64_t)h * head_dim, k + (int64_t)kh * head_dim,
-                       v + (int64_t)kh * head_dim, kv_stride, out + t * out_stride + (int64_t)h * head_dim,
+            attend_one(q + t * q_stride + (int64_t)h * head_dim, (const uint8_t *)kv->k + (size_t)kh * k_head,
+                       (const uint8_t *)kv->v + (size_t)kh * v_head, kv, out + t * out_stride + (int64_t)h * head_dim,
                        j0, p + 1, head_dim, scale, w);
         }
     }
+    return 0;
 }

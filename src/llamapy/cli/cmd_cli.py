@@ -141,8 +141,10 @@ def _err(line: str = ""):
 @click.option("-l", "--logit-bias", "logit_bias", multiple=True, metavar="TOKEN(+/-)BIAS",
               help="Add a bias to a token's logit, e.g. 15043+1 or 15043-inf (repeatable).")
 @click.option("--ignore-eos", is_flag=True, help="Never end at end-of-generation tokens.")
-@click.option("-ctk", "--cache-type-k", "cache_type_k", default="f16", show_default=True, help="KV cache type for K.")
-@click.option("-ctv", "--cache-type-v", "cache_type_v", default="f16", show_default=True, help="KV cache type for V.")
+@click.option("-ctk", "--cache-type-k", "cache_type_k", default="f16", show_default=True,
+              help="KV cache type for K (f32, f16, q8_0).")
+@click.option("-ctv", "--cache-type-v", "cache_type_v", default="f16", show_default=True,
+              help="KV cache type for V (f32, f16; quantized V needs flash attention, which llamapy lacks).")
 @click.option("--verbose-prompt", is_flag=True, help="Print the prompt's tokens before generating.")
 @click.option("-sp", "--special", is_flag=True, help="Show special tokens in the output.")
 @click.option("--display-prompt/--no-display-prompt", default=True, show_default=True,
@@ -169,11 +171,14 @@ def cli(ctx, model, prompt, prompt_file, n_predict, n_ctx, n_batch, n_ubatch, n_
             fail(f"{name} must be >= {lo} (got {value})")
     if n_threads == 0 or n_threads < -1:
         fail(f"-t must be a positive number of threads or -1 (got {n_threads})")
-    for flag, kv in (("-ctk", cache_type_k), ("-ctv", cache_type_v)):
+    from llamapy.model.kvcache import kv_cache_type
+    for flag, kv, which in (("-ctk", cache_type_k, "K"), ("-ctv", cache_type_v, "V")):
         if kv not in KV_TYPES:
             fail(f"{flag}: unsupported cache type {kv!r} (allowed: {', '.join(KV_TYPES)})")
-        if kv != "f16":
-            fail(f"{flag} {kv}: KV cache type not supported yet (only f16)")
+        try:
+            kv_cache_type(kv, which)
+        except ValueError as e:
+            fail(f"{flag} {kv}: {e}")
     if not -(2**31) <= seed <= 0xFFFFFFFF:
         fail(f"--seed must be a 32-bit integer or -1 (got {seed})")
     if dry_penalty_last_n < 0:
@@ -255,7 +260,8 @@ def cli(ctx, model, prompt, prompt_file, n_predict, n_ctx, n_batch, n_ubatch, n_
         fail(f"prompt is too long ({len(ids)} tokens, max {n_ctx - 4})")
 
     try:
-        mdl = Model(reader, n_ctx=n_ctx, n_batch=min(n_batch, n_ubatch), n_threads=None if n_threads < 0 else n_threads)
+        mdl = Model(reader, n_ctx=n_ctx, n_batch=min(n_batch, n_ubatch),
+                    n_threads=None if n_threads < 0 else n_threads, type_k=cache_type_k, type_v=cache_type_v)
     except (ValueError, MemoryError, OSError) as e:
         fail(f"failed to load model '{model}': {one_line(e)}")
     load_ms = (time.perf_counter() - t_load) * 1e3

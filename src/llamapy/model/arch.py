@@ -1,6 +1,7 @@
 """Architecture registry: `general.architecture` -> how to load the model's weights and build its forward pass.
 
-Each entry's build(reader, cfg, n_ctx, n_batch, n_threads) returns (weights, forward), where forward is a C
+Each entry's build(reader, cfg, n_ctx, n_batch, n_threads, type_k, type_v) returns (weights, forward), where
+forward is a C
 forward-pass object of llamapy._kernels._ops (LlamaForward or a subclass) that holds the weight addresses,
 the KV cache and the activation buffers, and weights owns the memory-map views those addresses point into.
 """
@@ -54,14 +55,15 @@ def _rope_scaling_cfg(cfg) -> dict:
 # does) and NEOX RoPE (config.NEOX_ROPE_ARCHES).
 @register("llama")
 @register("qwen2")
-def build_llama(reader, cfg, n_ctx, n_batch, n_threads):
+def build_llama(reader, cfg, n_ctx, n_batch, n_threads, type_k="f16", type_v="f16"):
     w = LlamaWeights.from_gguf(reader, cfg)
     if cfg.arch == "qwen2" and any(layer.bq is None or layer.bk is None or layer.bv is None for layer in w.layers):
         raise ValueError("qwen2 model without attn_q/k/v biases")
     fcfg = _base_cfg(cfg)
     fcfg.update(_rope_scaling_cfg(cfg))
     fwd = _ops.LlamaForward(fcfg, [layer.spec() for layer in w.layers], w.token_embd.spec(),
-                            w.output_norm.ctypes.data, w.output.spec(), n_ctx, n_batch, n_threads, keep=(reader, w))
+                            w.output_norm.ctypes.data, w.output.spec(), n_ctx, n_batch, n_threads, keep=(reader, w),
+                            type_k=type_k, type_v=type_v)
     return w, fwd
 
 
@@ -77,7 +79,7 @@ def gemma3_layer_kinds(n_layer: int, pattern: int = GEMMA3_SWA_PATTERN) -> list:
 
 
 @register("gemma3")
-def build_gemma3(reader, cfg, n_ctx, n_batch, n_threads):
+def build_gemma3(reader, cfg, n_ctx, n_batch, n_threads, type_k="f16", type_v="f16"):
     if cfg.rope_scaling != "none":
         raise ValueError(f"gemma3 with RoPE scaling ({cfg.rope_scaling}, freq scale {cfg.rope_freq_scale}) "
                          "is not supported yet")
@@ -95,5 +97,5 @@ def build_gemma3(reader, cfg, n_ctx, n_batch, n_threads):
         spec.update(rope_base=GEMMA3_ROPE_BASE_SWA if local else cfg.rope_base, n_swa=cfg.n_swa if local else 0)
         specs.append(spec)
     fwd = _ops.Gemma3Forward(fcfg, specs, w.token_embd.spec(), w.output_norm.ctypes.data, w.output.spec(),
-                             n_ctx, n_batch, n_threads, keep=(reader, w))
+                             n_ctx, n_batch, n_threads, keep=(reader, w), type_k=type_k, type_v=type_v)
     return w, fwd

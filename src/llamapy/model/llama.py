@@ -5,9 +5,9 @@ llamapy.model.arch maps general.architecture to its forward pass; llama, qwen2 a
     logits = model.eval(prompt_ids, pos=0)            # (1, n_vocab): the last token's logits
     logits = model.eval([next_id], pos=len(prompt_ids))
 
-Weights stay in the file's memory map. The KV cache and activation buffers are allocated once here;
-each eval call runs every layer in C (llamapy._kernels._ops.LlamaForward / Gemma3Forward) without Python
-in the loop.
+Weights stay in the file's memory map. The KV cache (n_ctx positions of type_k / type_v: f16 by default, f32,
+or q8_0 for K) and the activation buffers are allocated once here; each eval call runs every layer in C
+(llamapy._kernels._ops.LlamaForward / Gemma3Forward) without Python in the loop.
 """
 from __future__ import annotations
 
@@ -16,12 +16,17 @@ import numpy as np
 from llamapy.gguf import GGUFReader
 from llamapy.model.arch import architecture
 from llamapy.model.config import ModelConfig
+from llamapy.model.kvcache import kv_cache_type
 from llamapy.runtime import effective_n_threads
 
 
 class Model:
-    def __init__(self, path, n_ctx: int = 2048, n_batch: int = 512, n_threads: int | None = None):
-        """path: a .gguf file, or an open GGUFReader of one (reused, so the file is parsed only once)."""
+    def __init__(self, path, n_ctx: int = 2048, n_batch: int = 512, n_threads: int | None = None,
+                 type_k: str | int = "f16", type_v: str | int = "f16"):
+        """path: a .gguf file, or an open GGUFReader of one (reused, so the file is parsed only once).
+        type_k, type_v: KV cache types, by name or ggml type id (llamapy.model.kvcache: K f32, f16, q8_0;
+        V f32, f16)."""
+        type_k, type_v = kv_cache_type(type_k, "K"), kv_cache_type(type_v, "V")
         self.reader = path if isinstance(path, GGUFReader) else GGUFReader(path)
         path = self.reader.path
         name = self.reader.get("general.architecture")
@@ -34,7 +39,8 @@ class Model:
         self.config = cfg = ModelConfig.from_gguf(self.reader)
         self.n_threads = effective_n_threads(n_threads)
         self.n_ctx = n_ctx
-        self.weights, self._fwd = arch.build(self.reader, cfg, n_ctx, n_batch, self.n_threads)
+        self.weights, self._fwd = arch.build(self.reader, cfg, n_ctx, n_batch, self.n_threads, type_k, type_v)
+        self.type_k, self.type_v = type_k, type_v
         self.n_batch = self._fwd.n_batch
         self.n_vocab = cfg.n_vocab
 

@@ -3,14 +3,16 @@
  * All are plain C over caller-owned buffers: no allocation, no global state, callable without the GIL.
  * Numerics follow llama.cpp's CPU backend (ggml) on the classic (non flash) attention path:
  *   rms_norm sums squares in double; RoPE angles come from the same running product ggml's rope cache
- *   uses; K and V live in an f16 cache; Q is rounded to f16 before Q.K; the softmax runs in f32 with a
- *   double sum; the probabilities are rounded to f16 before they weight V. */
+ *   uses; K and V live in a cache of f16 (the default), f32 or (K only) q8_0, and Q meets K in K's
+ *   dot-product partner (f16: Q rounded to f16; q8_0: Q quantized to q8_0; f32: as is); the softmax runs
+ *   in f32 with a double sum; the probabilities are rounded to f16 before they weight an f16 V. */
 #ifndef LLP_OPS_H
 #define LLP_OPS_H
 
 #include <stddef.h>
 #include <stdint.h>
 #include "blocks.h"
+#include "kernels.h"
 
 /* y[r, i] = x[r, i] / sqrt(mean_i(x[r]^2) + eps) * w[i], for n_rows rows of n (y may be x) */
 void llp_rmsnorm(const float *x, const float *w, float *y, int64_t n, int64_t n_rows, float eps);
@@ -74,20 +76,40 @@ void llp_scale(float *x, float s, int64_t n);
 /* dst[i] = f16(src[i]) */
 void llp_f32_to_f16_row(const float *src, llp_fp16 *dst, int64_t n);
 
+/* ---- KV cache ---- */
+
+/* Bytes of n cache elements of `type` (LLP_F32, LLP_F16, LLP_Q8_0; n a multiple of 32 for q8_0);
+ * 0 for any other type. */
+size_t llp_kv_row_size(int type, int64_t n);
+
+/* dst = n floats of src stored as `type` (q8_0: quantized as ggml's CPU backend quantizes a row for a
+ * q8_0 cache or a q8_0 dot product); returns 1 for an unsupported type or length. */
+int llp_kv_store(int type, const float *src, void *dst, int64_t n);
+
+/* One layer's K and V cache: position p's row (n_kv_head * head_dim elements) at k + p * k_row bytes (v
+ * likewise). K is f32, f16 or q8_0; V f32 or f16. q8_dot: the q8_0 . q8_0 dot used for a q8_0 K. */
+typedef struct {
+    const void *k, *v;
+    int k_type, v_type;
+    size_t k_row, v_row;
+    llp_vec_dot_fn q8_dot;
+    const llp_kernels *kern;   /* the path's attention kernels, used for an f16 K / V (and the softmax) */
+} llp_kv;
+
 /* Scratch floats llp_attention needs per thread for contexts of up to n_ctx positions. */
 size_t llp_attention_work_size(int64_t n_ctx, int head_dim);
 
-/* Causal multi-head attention with grouped K/V heads over an f16 cache.
+/* Causal multi-head attention with grouped K/V heads over the cache.
  *   q:   n_tok x (n_head * head_dim) floats, rows q_stride floats apart (already rotated)
- *   k,v: the layer's cache, position p's row at k + p * kv_stride (n_kv_head * head_dim halves);
- *        positions 0 .. pos0 + n_tok - 1 must be filled
+ *   kv:  the layer's cache; positions 0 .. pos0 + n_tok - 1 must be filled
  *   out: n_tok x (n_head * head_dim) floats, rows out_stride floats apart
  * Query token t sits at position p = pos0 + t and sees positions 0 .. p, or only the last n_swa of them
  * (p - n_swa + 1 .. p: a sliding window, as llama.cpp's standard SWA mask) when n_swa > 0; head h reads K/V head
- * h / (n_head / n_kv_head). scores = (f16(q) . k) * scale, p = softmax(scores), out = f16(p) . v.
- * work: n_threads * llp_attention_work_size(n_ctx, head_dim) floats. */
-void llp_attention(const float *q, int64_t q_stride, const llp_fp16 *k, const llp_fp16 *v, int64_t kv_stride,
-                   float *out, int64_t out_stride, int64_t n_tok, int64_t pos0, int n_head, int n_kv_head,
-                   int head_dim, float scale, int64_t n_swa, int64_t n_ctx, float *work, int n_threads);
+ * h / (n_head / n_kv_head). scores = (q' . k) * scale with q' = q in K's partner type, p = softmax(scores),
+ * out = p' . v with p' = f16(p) for an f16 V, p for an f32 V.
+ * work: n_threads * llp_attention_work_size(n_ctx, head_dim) floats. Returns 1 for unsupported cache types. */
+int llp_attention(const float *q, int64_t q_stride, const llp_kv *kv, float *out, int64_t out_stride,
+                  int64_t n_tok, int64_t pos0, int n_head, int n_kv_head, int head_dim, float scale,
+                  int64_t n_swa, int64_t n_ctx, float *work, int n_threads);
 
 #endif
