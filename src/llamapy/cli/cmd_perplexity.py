@@ -72,9 +72,9 @@ class ChunkProgress:
             self.progress = None
 
 
-def _eta(seconds_per_chunk: float, n_seq: int, n_chunk: int):
+def _eta(seconds_per_chunk: float, n_seq: int, n_chunk: int, what: str = "perplexity"):
     """`perplexity: X seconds per pass - ETA ` on stderr, the minutes on stdout (as llama.cpp splits it)."""
-    _err(f"perplexity: {seconds_per_chunk * n_seq:.2f} seconds per pass - ETA ", end="")
+    _err(f"{what}: {seconds_per_chunk * n_seq:.2f} seconds per pass - ETA ", end="")
     total = int(seconds_per_chunk * n_chunk)
     text = ""
     if total >= 3600:
@@ -165,7 +165,7 @@ def run_kld(model, base, bos_id, n_chunks, n_batch, n_seq):
     try:
         for step in kld_chunks(model, base, bos_id, n_chunks):
             if step.index == 0:
-                _eta(step.seconds, n_seq, step.n_chunk)
+                _eta(step.seconds, n_seq, step.n_chunk, "kl_divergence")
                 _out("\n" + KLD_HEADER + "\n")
             progress.advance(step.seconds)
             r = kld_row(step.stats)
