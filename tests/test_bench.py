@@ -141,6 +141,17 @@ def test_markdown_shows_changed_parameters(smollm2):
     assert [line.split("|")[7].strip() for line in lines[2:4]] == ["4", "8"]
 
 
+def test_kv_cache_types(smollm2):
+    r = run_bench("-m", smollm2, "-p", "8", "-n", "0", "-r", "1", "-t", "1", "-ctk", "f16,q8_0", "-ctv", "f32",
+                  "-o", "md")
+    assert r.returncode == 0, r.stderr.decode()
+    lines = r.stdout.decode().split("\n")
+    assert "| threads | type_k | type_v |" in lines[0]
+    assert [[c.strip() for c in line.split("|")[6:8]] for line in lines[2:4]] == [["f16", "f32"], ["q8_0", "f32"]]
+    err = run_bench("-m", smollm2, "-p", "8", "-n", "0", "-r", "1", "-ctv", "q8_0").stderr.decode()
+    assert err.startswith("error: ") and "flash attention" in err and err.strip().count("\n") == 0, err
+
+
 def test_errors_are_one_line(smollm2, tmp_path):
     def one_line(r, needle):
         err = r.stderr.decode()

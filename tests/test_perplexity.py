@@ -384,6 +384,7 @@ def test_input_errors_are_one_line(smollm2, tmp_path):
     assert_one_line_error(run_ppl("-m", smollm2, "-f", str(TEXT), "--no-such-flag"), "no-such-flag")
     assert_one_line_error(run_ppl("-m", smollm2, "-f", str(TEXT), "-c", "abc"), "abc")
     assert_one_line_error(run_ppl("-m", smollm2, "-f", str(TEXT), "-t", "0"), "-t")
+    assert_one_line_error(run_ppl("-m", smollm2, "-f", str(TEXT), "-ctk", "q4_0"), "K cache type")
     not_gguf = tmp_path / "model.gguf"
     not_gguf.write_bytes(b"GGUF but not really")
     assert_one_line_error(run_ppl("-m", str(not_gguf), "-f", str(TEXT)), "failed to load model")

@@ -246,16 +246,9 @@ class _Loaded:
 
 
 def make_model(reader, n_ctx: int, n_ubatch: int, n_threads: int, type_k: str, type_v: str):
-    """A Model for the test; KV cache types other than f16 go to Model only when it takes them."""
-    import inspect
-
+    """A Model for the test (its KV cache of the test's types: ValueError for one it cannot hold)."""
     from llamapy.model import Model
-    kwargs = {}
-    if (type_k, type_v) != ("f16", "f16"):
-        if "type_k" not in inspect.signature(Model.__init__).parameters:
-            raise ValueError(f"KV cache type {type_k}/{type_v} is not supported (only f16)")
-        kwargs = dict(type_k=type_k, type_v=type_v)
-    return Model(reader, n_ctx=n_ctx, n_batch=n_ubatch, n_threads=n_threads, **kwargs)
+    return Model(reader, n_ctx=n_ctx, n_batch=n_ubatch, n_threads=n_threads, type_k=type_k, type_v=type_v)
 
 
 def _random_tokens(rng, n: int, n_vocab: int, bos: int | None) -> np.ndarray:

@@ -15,7 +15,6 @@ import click
 from llamapy.cli.common import fail, import_kernels, one_line, run_command, version_option
 
 FORMATS = ("csv", "json", "jsonl", "md", "sql")
-KV_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
 
 
 # -- printers: one per output format, each with header / test / footer -------------------------------
@@ -241,10 +240,13 @@ def bench(models, n_prompt, n_gen, n_pg, n_depth, n_batch, n_ubatch, type_k, typ
         n_ubatch=_ints(n_ubatch, "-ub", [512], 1),
         type_k=_strings(type_k, ["f16"]), type_v=_strings(type_v, ["f16"]),
         n_threads=_ints(n_threads, "-t", [effective_threads_default()], 1))
-    for flag, types in (("-ctk", params.type_k), ("-ctv", params.type_v)):
+    from llamapy.model.kvcache import kv_cache_type
+    for flag, which, types in (("-ctk", "K", params.type_k), ("-ctv", "V", params.type_v)):
         for t in types:
-            if t not in KV_TYPES:
-                fail(f"{flag}: unknown cache type {t!r} (allowed: {', '.join(KV_TYPES)})")
+            try:
+                kv_cache_type(t, which)
+            except ValueError as e:
+                fail(f"{flag}: {one_line(e)}")
     tests = expand(params)
     if not tests:
         fail("nothing to run: every test has 0 tokens")

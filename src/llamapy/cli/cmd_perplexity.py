@@ -218,6 +218,8 @@ def run_kld(model, base, bos_id, n_chunks, n_batch, n_seq):
               help="Physical batch: tokens per forward call.")
 @click.option("-t", "--threads", "n_threads", type=int, default=-1, show_default=True,
               help="Threads (-1: every core this process may use).")
+@click.option("-ctk", "--cache-type-k", "type_k", default="f16", show_default=True, help="KV cache type for K.")
+@click.option("-ctv", "--cache-type-v", "type_v", default="f16", show_default=True, help="KV cache type for V.")
 @click.option("--chunks", "n_chunks", type=int, default=-1, show_default=True,
               help="Evaluate at most N chunks (-1: all).")
 @click.option("--ppl-stride", "ppl_stride", type=int, default=0, show_default=True,
@@ -229,8 +231,8 @@ def run_kld(model, base, bos_id, n_chunks, n_batch, n_seq):
 @click.option("--kl-divergence", "kl_divergence", is_flag=True,
               help="Compare this model with the --kl-divergence-base file (the text comes from the file).")
 @version_option()
-def perplexity(model, text_file, n_ctx, n_batch, n_ubatch, n_threads, n_chunks, ppl_stride, output_type, kld_base,
-               kl_divergence):
+def perplexity(model, text_file, n_ctx, n_batch, n_ubatch, n_threads, type_k, type_v, n_chunks, ppl_stride,
+               output_type, kld_base, kl_divergence):
     """Perplexity of a model over a text, or its KL divergence from a base model, as llama-perplexity does it.
 
     \b
@@ -251,6 +253,11 @@ def perplexity(model, text_file, n_ctx, n_batch, n_ubatch, n_threads, n_chunks, 
         fail("--kl-divergence needs --kl-divergence-base FILE: the log probabilities of the base model")
     if not kl_divergence and not text_file:
         fail("no text to evaluate: pass -f FILE")
+    from llamapy.model.kvcache import kv_cache_type
+    try:
+        type_k, type_v = kv_cache_type(type_k, "K"), kv_cache_type(type_v, "V")
+    except ValueError as e:
+        fail(one_line(e))
 
     text = read_text_file(text_file) if (text_file and not kl_divergence) else None
     base = None
@@ -287,7 +294,7 @@ def perplexity(model, text_file, n_ctx, n_batch, n_ubatch, n_threads, n_chunks, 
         reader = GGUFReader(path)
         tok = Tokenizer.from_gguf(reader)
         mdl = Model(reader, n_ctx=model_ctx, n_batch=min(n_ubatch, model_ctx),
-                    n_threads=None if n_threads < 0 else n_threads)
+                    n_threads=None if n_threads < 0 else n_threads, type_k=type_k, type_v=type_v)
     except Exception as e:  # noqa: BLE001 - any loader failure is one line
         fail(f"failed to load model '{path}': {one_line(e)}")
     if base is not None and base.n_vocab != mdl.n_vocab:
