@@ -19,6 +19,9 @@ def cli():
       llamapy-gguf model.gguf      metadata and tensor table of a GGUF file
       llamapy-quantize in.gguf out.gguf Q4_K_M
                                    quantize a model as llama-quantize does, to the same bytes
+      llamapy-perplexity -m model.gguf -f text.txt
+                                   perplexity over a text as llama-perplexity computes it
+      llamapy-bench -m model.gguf  prompt and generation speed in llama-bench's table
     """
 
 
