@@ -35,7 +35,7 @@ from llamapy.cli.cmd_quantize import closing_lines, resolve_arguments
 from llamapy.cli.cmd_quantize import quantize as quantize_command
 from llamapy.gguf import GGMLType, GGUFReader, type_name
 from llamapy.models import model_path
-from llamapy.quantize import QuantizeError, convert_tensor, make_plan, open_input, tensor_job
+from llamapy.quantize import Converter, QuantizeError, QuantizeListener, make_plan, open_input, tensor_job
 from quant_models import file_sha256, float_export, write_tiny_llama
 
 REFS = json.loads((Path(__file__).parent / "data" / "quantize" / "refs.json").read_text())
@@ -124,35 +124,36 @@ def _options(args) -> dict:
 
 # ---- every tensor's bytes -----------------------------------------------------------------------------------
 
-class _HashSink:
+class _TensorHashes(QuantizeListener):
+    """Sink and listener for Converter.run: the sha256 of each tensor's bytes, by (name, type)."""
+
     def __init__(self):
+        self.digest, self.done = None, {}
+
+    def on_tensor(self, job):
         self.digest = hashlib.sha256()
 
     def write(self, data):
         self.digest.update(data)
 
+    def on_tensor_done(self, job):
+        self.done[(job.name, type_name(job.new_type))] = self.digest.hexdigest()[:16]
+
 
 @pytest.mark.parametrize("model", list(REFS["tensor_sha"]))
 def test_every_tensor_matches_llama_cpp(model, readers):
-    """Each (tensor, type) pair of every file llama.cpp wrote for this model, converted once with 2 threads."""
-    reader = readers[model]
+    """Each (tensor, type) pair of every file llama.cpp wrote for this model, converted once (2 threads)."""
     expected = REFS["tensor_sha"][model]
     wanted = {(name, t) for name, types in expected.items() for t in types}
-    plans = {}
-    for case in CASES:
-        if case["model"] == model and "file_sha256" in case:
-            types = case["types"].split()
-            for name, t in zip(REFS["names"][model], types):
-                plans.setdefault((name, t), None)
-    assert set(plans) == wanted
-    by_name = {t.name: t for t in reader.tensors}
-    bad = []
-    for name, tname in sorted(wanted):
-        new_type = next(t for t in GGMLType if type_name(t) == tname)
-        sink = _HashSink()
-        convert_tensor(tensor_job(by_name[name], new_type), 2, sink)
-        if sink.digest.hexdigest()[:16] != expected[name][tname]:
-            bad.append(f"{name} -> {tname}")
+    written = {pair for case in CASES if case["model"] == model and "file_sha256" in case
+               for pair in zip(REFS["names"][model], case["types"].split())}
+    assert written == wanted
+    by_name = {t.name: t for t in readers[model].tensors}
+    types = {type_name(t): t for t in GGMLType}
+    hashes = _TensorHashes()
+    with Converter(2) as converter:
+        converter.run([tensor_job(by_name[name], types[t]) for name, t in sorted(wanted)], hashes, hashes, pad=False)
+    bad = [f"{name} -> {t}" for name, t in sorted(wanted) if hashes.done[(name, t)] != expected[name][t]]
     assert not bad, f"{len(bad)} of {len(wanted)} tensors differ from llama.cpp: {bad[:8]}"
 
 

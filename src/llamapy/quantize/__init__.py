@@ -7,13 +7,12 @@
 """
 from .ftypes import QUANT_OPTIONS, WRITABLE_TYPES, FType, QuantOption, can_plan, can_write, parse_ftype
 from .mix import QuantizeError, tensor_order
-from .model import (KVOverride, QuantizeListener, QuantizeParams, QuantizePlan, QuantizeResult, TensorJob,
-                    convert_tensor, make_plan, open_input, parse_kv_override, quantize_file, tensor_job,
-                    valid_data)
+from .model import (Converter, KVOverride, QuantizeListener, QuantizeParams, QuantizePlan, QuantizeResult,
+                    TensorJob, make_plan, open_input, parse_kv_override, quantize_file, tensor_job, valid_data)
 
 __all__ = [
     "QUANT_OPTIONS", "WRITABLE_TYPES", "FType", "QuantOption", "can_plan", "can_write", "parse_ftype",
     "QuantizeError", "tensor_order", "KVOverride", "QuantizeListener", "QuantizeParams", "QuantizePlan",
-    "QuantizeResult", "TensorJob", "convert_tensor", "make_plan", "open_input", "parse_kv_override",
+    "QuantizeResult", "TensorJob", "Converter", "make_plan", "open_input", "parse_kv_override",
     "quantize_file", "tensor_job", "valid_data",
 ]

@@ -1,7 +1,7 @@
 """Quantize a whole GGUF model file as llama-quantize does, byte for byte.
 
     plan = make_plan(reader, params)          type of every tensor, output metadata and layout; no data touched
-    result = quantize_file(src, dst, params)  plan, then stream every tensor through convert_tensor into dst
+    result = quantize_file(src, dst, params)  plan, then stream every tensor through a Converter into dst
 
 The output file is llama.cpp's layout: the input's metadata in order with `general.quantization_version`
 and `general.file_type` moved to the end (then the --override-kv pairs), GGUF v3, tensors in llama.cpp's
@@ -447,29 +447,6 @@ def _row_chunks(job: TensorJob):
     step = max(1, CHUNK_ELEMENTS // ne0)
     for r0 in range(0, n_rows, step):
         yield r0, min(n_rows, r0 + step), r0 + step >= n_rows
-
-
-def convert_tensor(job: TensorJob, n_threads: int, sink, on_bytes=None) -> int:
-    """Write one job's output bytes (no padding) to sink.write(buffer); returns how many. on_bytes(n) hears
-    the source bytes done after each chunk."""
-    class Listener(QuantizeListener):
-        def on_bytes(self, n):
-            if on_bytes is not None:
-                on_bytes(n)
-
-    counted = _CountingSink(sink)
-    with Converter(n_threads) as converter:
-        converter.run([job], counted, Listener(), pad=False)
-    return counted.n
-
-
-class _CountingSink:
-    def __init__(self, sink):
-        self.sink, self.n = sink, 0
-
-    def write(self, data) -> None:
-        self.sink.write(data)
-        self.n += len(memoryview(data).cast("B"))
 
 
 # ---- the whole file -------------------------------------------------------------------------------------
