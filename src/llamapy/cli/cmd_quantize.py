@@ -75,15 +75,9 @@ def parse_ggml_type(text: str, option: str):
     fail(f"{option}: invalid ggml type '{text}' (one of: {names})")
 
 
-def _stoi(text: str) -> int | None:
-    """std::stoi: leading blanks and a sign, then digits (the rest is ignored); None without digits."""
-    from llamapy.quantize.ftypes import _leading_int
-    return _leading_int(text)
-
-
 def parse_positionals(args: tuple[str, ...], dry_run: bool):
     """in.gguf [out.gguf] TYPE [nthreads] -> (input, output or None, option, n_threads or None)."""
-    from llamapy.quantize import parse_ftype
+    from llamapy.quantize.ftypes import c_stoi, parse_ftype
     if len(args) < 2:
         usage_exit("missing arguments: in.gguf and TYPE are needed" if args else None)
     inp = args[0]
@@ -101,7 +95,7 @@ def parse_positionals(args: tuple[str, ...], dry_run: bool):
         rest = args[3:]
     n_threads = None
     if rest:
-        n_threads = _stoi(rest[0])
+        n_threads = c_stoi(rest[0])
         if n_threads is None:
             fail(f"invalid nthreads '{rest[0]}'")
         if len(rest) > 1:

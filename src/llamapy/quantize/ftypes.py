@@ -6,6 +6,7 @@ that move some tensors to other types. The numbers are llama.cpp's `llama_ftype`
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -144,7 +145,7 @@ def parse_ftype(text: str) -> QuantOption | None:
     for option in QUANT_OPTIONS:
         if option.name == upper:
             return option
-    number = _leading_int(text)
+    number = c_stoi(text)
     if number is not None:
         for option in QUANT_OPTIONS:
             if option.ftype == number:
@@ -152,21 +153,16 @@ def parse_ftype(text: str) -> QuantOption | None:
     return None
 
 
-def _leading_int(text: str) -> int | None:
-    """Like C++ std::stoi: optional whitespace and sign, then digits; anything after them is ignored."""
-    s = text.lstrip(" \t\n\r\f\v")
-    sign = 1
-    if s[:1] in "+-" and s:
-        sign = -1 if s[0] == "-" else 1
-        s = s[1:]
-    digits = ""
-    for ch in s:
-        if not ch.isdigit() or not ch.isascii():
-            break
-        digits += ch
-    if not digits:
+_C_INT = re.compile(r"[ \t\n\r\f\v]*([+-]?[0-9]+)")
+
+
+def c_stoi(text: str) -> int | None:
+    """Like C++ std::stoi: optional whitespace and sign, then digits; anything after them is ignored.
+    None when there are no digits or the number does not fit in an int."""
+    m = _C_INT.match(text)
+    if m is None:
         return None
-    value = sign * int(digits)
+    value = int(m.group(1))
     return value if -(1 << 31) <= value < (1 << 31) else None
 
 
