@@ -54,6 +54,19 @@ def read_bandwidth(n_threads: int, reps: int) -> float:
     return best
 
 
+# Products the forward pass computes in one call, from one input (llp_matmul_group).
+SHARED_INPUT = {"attn_q": "qkv", "attn_k": "qkv", "attn_v": "qkv", "ffn_gate": "gate_up", "ffn_up": "gate_up"}
+
+
+def group_key(name: str):
+    """Matrices with the same key share their input and are multiplied in one call, as in the forward pass."""
+    base, _, copy = name.partition("@")   # synthetic sets: "<tensor name>@<copy>"
+    parts = base.split(".")
+    if len(parts) >= 3 and parts[0] == "blk" and parts[2] in SHARED_INPUT:
+        return (copy, parts[1], SHARED_INPUT[parts[2]])
+    return name
+
+
 def forward_matrices(reader: GGUFReader):
     """(name, type, rows, cols, data) of every matrix one token multiplies, in forward order."""
     names = [t.name for t in reader.tensors]
@@ -66,8 +79,9 @@ def forward_matrices(reader: GGUFReader):
     return mats
 
 
-def synthetic_set(shapes, qtype: GGMLType, rng):
-    """Distinct buffers of the given (rows, cols) in qtype, repeated until the set outgrows the cache."""
+def synthetic_set(shapes, keys, qtype: GGMLType, rng):
+    """Distinct buffers of the given (rows, cols) in qtype, repeated until the set outgrows the cache; each copy
+    of the set keeps the file's grouping of products that share an input (keys)."""
     block = GGML_BLOCK_SIZES[qtype][0]
     usable = [(r, c) for r, c in shapes if c % block == 0]
     if not usable:
@@ -75,12 +89,15 @@ def synthetic_set(shapes, qtype: GGMLType, rng):
     templates = {}
     for r, c in set(usable):
         templates[(r, c)] = quants.quantize(rng.standard_normal((r, c), dtype=np.float32), qtype)
-    mats, total = [], 0
+    mats, total, copy = [], 0, 0
     while total < MIN_SET_BYTES:
-        for r, c in usable:
+        for key, (r, c) in zip(keys, shapes):
+            if (r, c) not in templates:
+                continue
             w = templates[(r, c)].copy()
-            mats.append((f"{r}x{c}", qtype, r, c, w))
+            mats.append((f"{key}@{copy}", qtype, r, c, w))
             total += w.nbytes
+        copy += 1
     return mats
 
 
@@ -88,10 +105,14 @@ def time_matvec(mats, n_threads: int, reps: int) -> tuple[float, int]:
     """Best-of-rounds seconds for one pass of matrix-vector products over mats, and the bytes a pass reads.
 
     The pass runs in C (as a forward pass would), so Python call overhead is not counted; OpenMP fork and
-    join per product, and activation quantization, are.
+    join per call, and activation quantization, are. As in the forward pass, q, k, v share one call, and so
+    do gate and up.
     """
-    weights = [(int(qtype), w) for _, qtype, _, _, w in mats]
-    total = sum(w.nbytes for _, w in weights)
+    groups = {}
+    for name, qtype, _, _, w in mats:
+        groups.setdefault(group_key(name), []).append((int(qtype), w))
+    weights = [g if len(g) > 1 else g[0] for g in groups.values()]
+    total = sum(w.nbytes for _, _, _, _, w in mats)
     _ops.time_matvec_pass(weights, n_threads, 1)  # warm-up
     return min(_ops.time_matvec_pass(weights, n_threads, 3) for _ in range(reps)), total
 
@@ -109,8 +130,9 @@ def matvec_table(n_threads: int, reps: int, bandwidth: float, quick: bool):
         secs, total = time_matvec(mats, n_threads, reps)
         rows.append((model, f"file weights ({label})", total, secs, bandwidth))
         shapes = [(r, c) for _, _, r, c, _ in mats]
+        keys = [m[0] for m in mats]
         for qtype in TARGET_TYPES[:2] if quick else TARGET_TYPES:
-            syn = synthetic_set(shapes, qtype, rng)
+            syn = synthetic_set(shapes, keys, qtype, rng)
             if not syn:
                 continue
             secs, total = time_matvec(syn, n_threads, reps)

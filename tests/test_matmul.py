@@ -149,3 +149,20 @@ def test_matmul_rejects_an_unknown_path():
     W, X, Y, work = good_args()
     with pytest.raises(ValueError, match="unknown kernel path"):
         _ops.matmul(int(T.Q4_0), W, X, Y, work, isa="sse9")
+
+
+@pytest.mark.parametrize("isa", _ops.available_isas())
+@pytest.mark.parametrize("types", [(T.Q4_1, T.Q4_1, T.Q4_1), (T.Q5_0, T.Q8_0), (T.Q4_K, T.Q6_K), (T.Q5_0, T.Q4_K, T.F16)],
+                         ids=lambda ts: "+".join(kd.name(t) for t in ts))
+def test_matmul_group_gives_each_product_the_bits_of_matmul(types, isa):
+    """Products sharing one input in one call (q, k, v; gate, up), including types whose activations are
+    quantized differently (run one after another), equal separate matmul calls bit for bit."""
+    cols = 512
+    rng = np.random.default_rng(len(types))
+    for n_tok in (1, 5):
+        Ws = [np.stack([kd.random_weights(t, cols, rng) for _ in range(rows)]) for t, rows in zip(types, (37, 16, 5))]
+        X = np.stack([kd.random_floats(cols, rng) for _ in range(n_tok)])
+        outs = _ops.matmul_group([(int(t), W) for t, W in zip(types, Ws)], X, n_threads=2, isa=isa)
+        for t, W, Y in zip(types, Ws, outs):
+            want = run_matmul(t, W, X, 2, isa)
+            assert np.array_equal(Y.view(np.uint32), want.view(np.uint32)), f"{kd.name(t)} n_tok={n_tok}"

@@ -253,6 +253,35 @@ def matmul(int t, const uint8_t[:, ::1] W not None, const float[:, ::1] X not No
         raise ValueError(f"matmul failed for {ti.name.decode()} (code {rc})")
 
 
+def matmul_group(list weights not None, const float[:, ::1] X not None, int n_threads=1, isa=None):
+    """[X W^T for (type, W) in weights] through one llp_matmul_group call (W: uint8 (rows, row_bytes))."""
+    import numpy as np
+    cdef const llp_kernels *k = _table(isa)
+    cdef int n = len(weights), m, rc
+    cdef int64_t cols = X.shape[1], n_tok = X.shape[0]
+    if n < 1 or n > LLP_MAX_GROUP:
+        raise ValueError(f"1 to {LLP_MAX_GROUP} products")
+    cdef llp_product prods[LLP_MAX_GROUP]
+    outs, keep, work_size = [], [], 1
+    for m, (t, W) in enumerate(weights):
+        ti = _info(t)
+        if _row_bytes(ti, cols) != <size_t>W.shape[1] or not W.flags.c_contiguous:
+            raise ValueError("weight rows do not hold X's columns")
+        Y = np.zeros((n_tok, W.shape[0]), dtype=np.float32)
+        outs.append(Y)
+        keep.append(W)
+        work_size = max(work_size, llp_matmul_work_size(t, cols, n_tok))
+        prods[m].type, prods[m].W, prods[m].rows, prods[m].w_stride = t, <const void *><size_t>W.ctypes.data, W.shape[0], W.strides[0]
+        prods[m].Y, prods[m].y_stride = <float *><size_t>Y.ctypes.data, W.shape[0]
+    work = np.zeros(work_size, dtype=np.uint8)
+    cdef void *wp = <void *><size_t>work.ctypes.data
+    with nogil:
+        rc = llp_matmul_group(k, prods, n, cols, &X[0, 0], n_tok, wp, n_threads)
+    if rc:
+        raise ValueError(f"matmul_group failed (code {rc})")
+    return outs
+
+
 def read_bytes(const uint8_t[::1] buf not None, int n_threads=1):
     """Stream-read buf with n_threads threads (the memory bandwidth probe); returns a checksum."""
     cdef uint64_t r
@@ -267,35 +296,49 @@ def read_bytes(const uint8_t[::1] buf not None, int n_threads=1):
 def time_matvec_pass(list weights not None, int n_threads=1, int reps=1, isa=None):
     """Seconds per pass of matrix-vector products over `weights`, measured without Python in the loop.
 
-    weights: (type, W uint8 (rows, row_bytes)) pairs, multiplied in order by one activation vector each,
-    as a token's forward pass does. For benchmarks: it shows the kernels and threading on their own.
+    weights: entries multiplied in order, each by an activation vector of its own, as a token's forward
+    pass does: a (type, W uint8 (rows, row_bytes)) pair is one product; a list of such pairs (same number
+    of columns) is a group sharing one input, computed in one call as the forward pass computes q, k, v
+    and gate, up. For benchmarks: it shows the kernels and threading on their own.
     """
     import time
     import numpy as np
     cdef const llp_kernels *k = _table(isa)
-    cdef Py_ssize_t n = len(weights), i
+    groups = [w if isinstance(w, list) else [w] for w in weights]
+    cdef Py_ssize_t n = sum(len(g) for g in groups), n_groups = len(groups), i, g
     cdef int r, rc = 0
     keep = []
-    cdef int[::1] types = np.empty(n, dtype=np.intc)
-    cdef int64_t[::1] rows = np.empty(n, dtype=np.int64), cols = np.empty(n, dtype=np.int64)
-    cdef uint64_t[::1] wp = np.empty(n, dtype=np.uint64), xp = np.empty(n, dtype=np.uint64)
-    cdef uint64_t[::1] yp = np.empty(n, dtype=np.uint64), workp = np.empty(n, dtype=np.uint64)
-    cdef uint64_t[::1] stride = np.empty(n, dtype=np.uint64)
-    for i, (t, W) in enumerate(weights):
-        ti = _info(t)
-        c = W.shape[1] // ti.type_size * ti.blck_size
-        x = np.random.default_rng(i).standard_normal(c, dtype=np.float32)
-        y = np.empty(W.shape[0], dtype=np.float32)
-        work = np.empty(max(1, llp_matmul_work_size(t, c, 1)), dtype=np.uint8)
-        keep += [W, x, y, work]
-        types[i], rows[i], cols[i], stride[i] = t, W.shape[0], c, W.strides[0]
-        wp[i], xp[i], yp[i], workp[i] = W.ctypes.data, x.ctypes.data, y.ctypes.data, work.ctypes.data
+    prod_arr = np.zeros(n, dtype=np.dtype([("type", np.intc), ("W", np.uintp), ("rows", np.int64), ("w_stride", np.uintp),
+                                           ("Y", np.uintp), ("y_stride", np.int64)], align=True))
+    if prod_arr.itemsize != sizeof(llp_product):
+        raise RuntimeError("llp_product layout mismatch")
+    cdef int64_t[::1] first = np.zeros(n_groups + 1, dtype=np.int64), cols = np.zeros(n_groups, dtype=np.int64)
+    cdef uint64_t[::1] xp = np.zeros(n_groups, dtype=np.uint64), workp = np.zeros(n_groups, dtype=np.uint64)
+    i = 0
+    for g, group in enumerate(groups):
+        first[g] = i
+        for t, W in group:
+            ti = _info(t)
+            c = W.shape[1] // ti.type_size * ti.blck_size
+            if i > first[g] and c != cols[g]:
+                raise ValueError("products of one group must have the same number of columns")
+            cols[g] = c
+            y = np.empty(W.shape[0], dtype=np.float32)
+            keep += [W, y]
+            prod_arr[i] = (t, W.ctypes.data, W.shape[0], W.strides[0], y.ctypes.data, W.shape[0])
+            i += 1
+        x = np.random.default_rng(g).standard_normal(cols[g], dtype=np.float32)
+        work = np.empty(max(1, max(llp_matmul_work_size(t, cols[g], 1) for t, _ in group)), dtype=np.uint8)
+        keep += [x, work]
+        xp[g], workp[g] = x.ctypes.data, work.ctypes.data
+    first[n_groups] = n
+    cdef const llp_product *pp = <const llp_product *><size_t>prod_arr.ctypes.data
     t0 = time.perf_counter()
     with nogil:
         for r in range(reps):
-            for i in range(n):
-                rc |= llp_matmul(k, types[i], <const void *>wp[i], rows[i], cols[i], stride[i],
-                                 <const float *>xp[i], 1, <float *>yp[i], rows[i], <void *>workp[i], n_threads)
+            for g in range(n_groups):
+                rc |= llp_matmul_group(k, pp + first[g], <int>(first[g + 1] - first[g]), cols[g], <const float *>xp[g],
+                                       1, <void *>workp[g], n_threads)
     elapsed = time.perf_counter() - t0
     if rc:
         raise ValueError("matmul failed in the pass")

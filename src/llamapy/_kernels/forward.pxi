@@ -93,6 +93,28 @@ cdef inline int _mm(const llp_kernels *k, const llp_matrix *W, const float *X, i
     return llp_matmul(k, W.type, W.data, W.rows, W.cols, W.stride, X, n, Y, y_stride, work, n_threads)
 
 
+cdef inline llp_product _product(const llp_matrix *W, float *Y, int64_t y_stride) noexcept nogil:
+    cdef llp_product p
+    p.type, p.W, p.rows, p.w_stride, p.Y, p.y_stride = W.type, W.data, W.rows, W.stride, Y, y_stride
+    return p
+
+
+cdef inline int _mm_qkv(const llp_kernels *k, const llp_layer *L, const float *X, int64_t n, float *q, int64_t dq,
+                        float *kk, float *v, int64_t dkv, void *work, int n_threads) noexcept nogil:
+    """q, k, v = X Wq^T, X Wk^T, X Wv^T in one call (one fork and one quantization of X for the three)."""
+    cdef llp_product p[3]
+    p[0], p[1], p[2] = _product(&L.wq, q, dq), _product(&L.wk, kk, dkv), _product(&L.wv, v, dkv)
+    return llp_matmul_group(k, p, 3, L.wq.cols, X, n, work, n_threads)
+
+
+cdef inline int _mm_gate_up(const llp_kernels *k, const llp_layer *L, const float *X, int64_t n, float *g, float *u,
+                            int64_t ff, void *work, int n_threads) noexcept nogil:
+    """g, u = X Wgate^T, X Wup^T in one call."""
+    cdef llp_product p[2]
+    p[0], p[1] = _product(&L.w_gate, g, ff), _product(&L.w_up, u, ff)
+    return llp_matmul_group(k, p, 2, L.w_gate.cols, X, n, work, n_threads)
+
+
 cdef llp_matrix _matrix(spec, int64_t rows, int64_t cols, str what) except *:
     """spec = (address, ggml type, rows, cols, row stride in bytes) -> llp_matrix, shape-checked."""
     cdef llp_matrix m
@@ -286,9 +308,7 @@ cdef class LlamaForward:
                 # xb = rmsnorm(x) * attn_norm
                 llp_rmsnorm(x, L.attn_norm, xb, d, n, eps)
                 # q, k, v = xb Wq^T, xb Wk^T, xb Wv^T
-                rc |= _mm(kern, &L.wq, xb, n, self.q, dq, self.work, n_threads)
-                rc |= _mm(kern, &L.wk, xb, n, self.k, dkv, self.work, n_threads)
-                rc |= _mm(kern, &L.wv, xb, n, self.v, dkv, self.work, n_threads)
+                rc |= _mm_qkv(kern, L, xb, n, self.q, dq, self.k, self.v, dkv, self.work, n_threads)
                 if L.bq != NULL:
                     llp_add_rows(self.q, L.bq, dq, n)
                 if L.bk != NULL:
@@ -316,8 +336,7 @@ cdef class LlamaForward:
                 # xb = rmsnorm(x) * ffn_norm
                 llp_rmsnorm(x, L.ffn_norm, xb, d, nf, eps)
                 # hb = silu(xb Wgate^T) * (xb Wup^T)
-                rc |= _mm(kern, &L.w_gate, xb, nf, self.hb, ff, self.work, n_threads)
-                rc |= _mm(kern, &L.w_up, xb, nf, self.hb2, ff, self.work, n_threads)
+                rc |= _mm_gate_up(kern, L, xb, nf, self.hb, self.hb2, ff, self.work, n_threads)
                 llp_swiglu(self.hb, self.hb2, self.hb, nf * ff)
                 # x += hb Wdown^T
                 rc |= _mm(kern, &L.w_down, self.hb, nf, xb, d, self.work, n_threads)
@@ -400,9 +419,7 @@ cdef class Gemma3Forward(LlamaForward):
                 # xb = rmsnorm(x) * attn_norm
                 llp_rmsnorm(x, L.attn_norm, xb, d, n, eps)
                 # q, k, v = xb Wq^T, xb Wk^T, xb Wv^T
-                rc |= _mm(kern, &L.wq, xb, n, self.q, dq, self.work, n_threads)
-                rc |= _mm(kern, &L.wk, xb, n, self.k, dkv, self.work, n_threads)
-                rc |= _mm(kern, &L.wv, xb, n, self.v, dkv, self.work, n_threads)
+                rc |= _mm_qkv(kern, L, xb, n, self.q, dq, self.k, self.v, dkv, self.work, n_threads)
                 # q, k = rmsnorm per head (q_norm, k_norm), then rope with this layer's base
                 llp_rmsnorm(self.q, L.q_norm, self.q, hd, n * self.n_head, eps)
                 llp_rmsnorm(self.k, L.k_norm, self.k, hd, n * self.n_kv_head, eps)
@@ -424,8 +441,7 @@ cdef class Gemma3Forward(LlamaForward):
                 # xb = rmsnorm(x) * ffn_norm
                 llp_rmsnorm(x, L.ffn_norm, xb, d, nf, eps)
                 # hb = gelu(xb Wgate^T) * (xb Wup^T)
-                rc |= _mm(kern, &L.w_gate, xb, nf, self.hb, ff, self.work, n_threads)
-                rc |= _mm(kern, &L.w_up, xb, nf, self.hb2, ff, self.work, n_threads)
+                rc |= _mm_gate_up(kern, L, xb, nf, self.hb, self.hb2, ff, self.work, n_threads)
                 llp_geglu(self.hb, self.hb2, self.hb, nf * ff)
                 # x += rmsnorm(hb Wdown^T) * post_ffw_norm
                 rc |= _mm(kern, &L.w_down, self.hb, nf, xb, d, self.work, n_threads)

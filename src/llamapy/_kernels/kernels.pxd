@@ -50,6 +50,16 @@ cdef extern from "include/kernels.h" nogil:
     size_t llp_matmul_work_size(int type, int64_t cols, int64_t n_tok)
     int llp_matmul(const llp_kernels *k, int type, const void *W, int64_t rows, int64_t cols, size_t w_stride,
                    const float *X, int64_t n_tok, float *Y, int64_t y_stride, void *work, int n_threads)
+    ctypedef struct llp_product:
+        int type
+        const void *W
+        int64_t rows
+        size_t w_stride
+        float *Y
+        int64_t y_stride
+    enum: LLP_MAX_GROUP
+    int llp_matmul_group(const llp_kernels *k, const llp_product *prods, int n_prods, int64_t cols, const float *X,
+                         int64_t n_tok, void *work, int n_threads)
 
 cdef extern from "include/kernels.h" nogil:
     uint64_t llp_read_bytes(const void *p, size_t n, int n_threads)

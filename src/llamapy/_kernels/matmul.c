@@ -24,15 +24,31 @@ size_t llp_matmul_work_size(int type, int64_t cols, int64_t n_tok) {
 /* Rows handled together so a few weight rows stay in L1 while every token's activations pass by. */
 #define ROW_BLOCK 16
 
-int llp_matmul(const llp_kernels *k, int type, const void *W, int64_t rows, int64_t cols, size_t w_stride,
-               const float *X, int64_t n_tok, float *Y, int64_t y_stride, void *work, int n_threads) {
-    if (type < 0 || type >= LLP_TYPE_COUNT || !llp_types[type].blck_size) return -1;
-    int vdt = llp_types[type].vec_dot_type;
-    llp_vec_dot_fn dot = k->vec_dot[type];
-    llp_vec_dot4_fn dot4 = k->vec_dot4[type];  /* same bits as dot, row by row */
-    llp_vec_dot4x2_fn tile = k->vec_dot4x2[type];  /* the same, 4 rows x 2 tokens at a time */
-    if (vdt < 0 || !dot) return -1;
-    if (cols % llp_types[type].blck_size || cols % llp_types[vdt].blck_size) return -2;
+/* Each product's rows go out in chunks of whole ROW_BLOCKs, about 4 per thread per product. */
+static int64_t chunk_rows_for(int64_t rows, int nth) {
+    const int64_t per_chunk = (rows + 4 * nth - 1) / (4 * nth);
+    return per_chunk > ROW_BLOCK ? (per_chunk + ROW_BLOCK - 1) / ROW_BLOCK * ROW_BLOCK : ROW_BLOCK;
+}
+
+int llp_matmul_group(const llp_kernels *k, const llp_product *prods, int n_prods, int64_t cols, const float *X,
+                     int64_t n_tok, void *work, int n_threads) {
+    if (n_prods < 1 || n_prods > LLP_MAX_GROUP) return -3;
+    const int vdt = prods[0].type >= 0 && prods[0].type < LLP_TYPE_COUNT ? llp_types[prods[0].type].vec_dot_type : -1;
+    for (int m = 0; m < n_prods; m++) {
+        const int t = prods[m].type;
+        if (t < 0 || t >= LLP_TYPE_COUNT || !llp_types[t].blck_size || llp_types[t].vec_dot_type < 0 || !k->vec_dot[t])
+            return -1;
+        if (cols % llp_types[t].blck_size || cols % llp_types[llp_types[t].vec_dot_type].blck_size) return -2;
+    }
+    for (int m = 1; m < n_prods; m++)
+        if (llp_types[prods[m].type].vec_dot_type != vdt) {
+            /* activations quantized two ways: one product at a time */
+            for (int i = 0; i < n_prods; i++) {
+                const int rc = llp_matmul_group(k, prods + i, 1, cols, X, n_tok, work, n_threads);
+                if (rc) return rc;
+            }
+            return 0;
+        }
     llp_from_float_fn quantize = k->from_float[vdt] ? k->from_float[vdt] : llp_types[vdt].from_float_ref;
     const int direct = vdt == LLP_F32;  /* f32 weights dot the activations as they are */
     const size_t act_stride = direct ? (size_t)cols * sizeof(float) : row_size(vdt, cols);
@@ -62,33 +78,51 @@ int llp_matmul(const llp_kernels *k, int type, const void *W, int64_t rows, int6
         }
         /* Rows go out in chunks on demand rather than in fixed halves: a thread that loses its core to
          * another process then delays only its current chunk, not half the product. Each output has the
-         * bits of one vec_dot call (vec_dot4 gives the same), so results do not depend on the thread count.
-         * Chunks are whole ROW_BLOCKs, so the 4-row groups start at multiples of 4 whatever nth is.
-         * (Fewer, larger chunks, 1 or 2 per thread, measured no faster with 2 threads.) */
-        const int64_t per_chunk = (rows + 4 * nth - 1) / (4 * nth);
-        const int64_t chunk_rows = (per_chunk + ROW_BLOCK - 1) / ROW_BLOCK * ROW_BLOCK;
-        const int64_t n_chunks = (rows + chunk_rows - 1) / chunk_rows;
+         * bits of one vec_dot call (vec_dot4 and the tiles give the same), so results do not depend on the
+         * thread count or on which products share the call. Chunks are whole ROW_BLOCKs, so the 4-row
+         * groups start at multiples of 4 whatever nth is. (Fewer, larger chunks, 1 or 2 per thread,
+         * measured no faster with 2 threads.) */
+        int64_t first_chunk[LLP_MAX_GROUP + 1];
+        first_chunk[0] = 0;
+        for (int m = 0; m < n_prods; m++) {
+            const int64_t cr = chunk_rows_for(prods[m].rows, nth);
+            first_chunk[m + 1] = first_chunk[m] + (prods[m].rows + cr - 1) / cr;
+        }
 #pragma omp for schedule(dynamic, 1) nowait
-        for (int64_t c = 0; c < n_chunks; c++) {
-            const int64_t r0 = c * chunk_rows, r1 = r0 + chunk_rows < rows ? r0 + chunk_rows : rows;
+        for (int64_t c = 0; c < first_chunk[n_prods]; c++) {
+            int m = 0;
+            while (c >= first_chunk[m + 1]) m++;
+            const llp_product *P = &prods[m];
+            llp_vec_dot_fn dot = k->vec_dot[P->type];
+            llp_vec_dot4_fn dot4 = k->vec_dot4[P->type];      /* same bits as dot, row by row */
+            llp_vec_dot4x2_fn tile = k->vec_dot4x2[P->type];  /* the same, 4 rows x 2 tokens at a time */
+            const char *W = P->W;
+            const int64_t cr = chunk_rows_for(P->rows, nth);
+            const int64_t r0 = (c - first_chunk[m]) * cr, r1 = r0 + cr < P->rows ? r0 + cr : P->rows;
             for (int64_t rb = r0; rb < r1; rb += ROW_BLOCK) {
                 const int64_t re = rb + ROW_BLOCK < r1 ? rb + ROW_BLOCK : r1;
                 int64_t t = 0;
                 if (tile && re - rb == ROW_BLOCK)
                     for (; t + 2 <= n_tok; t += 2)
                         for (int64_t r = rb; r < re; r += 4)
-                            tile((int)cols, &Y[t * y_stride + r], (size_t)y_stride, (const char *)W + r * w_stride, w_stride,
-                                 acts + t * act_stride, act_stride);
+                            tile((int)cols, &P->Y[t * P->y_stride + r], (size_t)P->y_stride, W + r * P->w_stride,
+                                 P->w_stride, acts + t * act_stride, act_stride);
                 for (; t < n_tok; t++) {
                     const void *a = acts + t * act_stride;
-                    float *y = Y + t * y_stride;
+                    float *y = P->Y + t * P->y_stride;
                     int64_t r = rb;
                     if (dot4)
-                        for (; r + 4 <= re; r += 4) dot4((int)cols, &y[r], (const char *)W + r * w_stride, w_stride, a);
-                    for (; r < re; r++) dot((int)cols, &y[r], (const char *)W + r * w_stride, a);
+                        for (; r + 4 <= re; r += 4) dot4((int)cols, &y[r], W + r * P->w_stride, P->w_stride, a);
+                    for (; r < re; r++) dot((int)cols, &y[r], W + r * P->w_stride, a);
                 }
             }
         }
     }
     return 0;
+}
+
+int llp_matmul(const llp_kernels *k, int type, const void *W, int64_t rows, int64_t cols, size_t w_stride,
+               const float *X, int64_t n_tok, float *Y, int64_t y_stride, void *work, int n_threads) {
+    const llp_product p = {type, W, rows, w_stride, Y, y_stride};
+    return llp_matmul_group(k, &p, 1, cols, X, n_tok, work, n_threads);
 }

@@ -103,6 +103,21 @@ size_t llp_matmul_work_size(int type, int64_t cols, int64_t n_tok);
 int llp_matmul(const llp_kernels *k, int type, const void *W, int64_t rows, int64_t cols, size_t w_stride,
                const float *X, int64_t n_tok, float *Y, int64_t y_stride, void *work, int n_threads);
 
+/* Several products of the same input X (n_tok x cols floats): Y_m = X W_m^T for each product m, in one
+ * parallel region with one quantization of X (q, k and v; gate and up). Products whose types want X
+ * quantized differently run one after the other. Each output has the bits llp_matmul gives it. */
+#define LLP_MAX_GROUP 8
+typedef struct {
+    int type;           /* weight type */
+    const void *W;      /* rows x cols, w_stride bytes between rows */
+    int64_t rows;
+    size_t w_stride;
+    float *Y;           /* n_tok x rows, y_stride floats between token rows */
+    int64_t y_stride;
+} llp_product;
+int llp_matmul_group(const llp_kernels *k, const llp_product *prods, int n_prods, int64_t cols, const float *X,
+                     int64_t n_tok, void *work, int n_threads);
+
 /* ---- probe.c ---- */
 uint64_t llp_read_bytes(const void *p, size_t n, int n_threads);
 
