@@ -201,15 +201,6 @@ static inline llp_bf16 llp_f32_to_bf16(float f) {
     return (llp_bf16)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
 }
 
-/* exp(x) for x <= 0 from float multiplies and adds only (no FMA), so the scalar and SIMD kernels that
- * use it round identically: x = n ln2 + r (n = nearest integer to x / ln2, ln2 in two parts), a degree-6
- * Taylor polynomial in r (|r| <= ln2 / 2: error < 1 ulp of float), scaled by 2^n. Below -87 the result
- * is clamped to exp(-87) ~ 1.6e-38: a softmax weight that small is zero after any rounding that follows. */
-#define LLP_EXP_MIN (-87.0f)
-#define LLP_EXP_LOG2E 1.44269504088896341f
-#define LLP_EXP_LN2_HI 0.693145751953125f
-#define LLP_EXP_LN2_LO 1.42860682030941723212e-6f
-
 #define LLP_FP16_TO_FP32(x) llp_fp16_to_f32(x)
 #define LLP_FP32_TO_FP16(x) llp_f32_to_fp16(x)
 

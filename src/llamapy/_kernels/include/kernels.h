@@ -34,8 +34,9 @@ typedef void (*llp_attn_scores_fn)(int head_dim, const float *restrict q, const 
                                    int64_t n, float scale, float *restrict s);
 typedef void (*llp_attn_accum_fn)(int head_dim, float *restrict p, float pscale, const llp_fp16 *restrict v,
                                   int64_t stride, int64_t n, float *restrict acc);
-/* Softmax numerators: p[j] = exp(p[j] - mx) (p[j] <= mx; float32 to within 2 ulp), returning their sum in
- * double: lane l = j mod 8 sums in j order, then the 8 lanes fold in halves, on every ISA. */
+/* Softmax numerators: p[j] = expf(p[j] - mx), returning their sum in double (lane l = j mod 8 sums in j
+ * order, then the 8 lanes fold in halves). One scalar kernel serves every ISA: a SIMD polynomial exp
+ * (< 2 ulp) ran pp ~5% faster but moved Gemma 3's perplexity by 0.2% (0.11% -> 0.34% from llama.cpp's). */
 typedef double (*llp_exp_sum_fn)(float *p, int64_t n, float mx);
 
 typedef struct {

@@ -382,24 +382,10 @@ static void attn_accum_ref(int head_dim, float *restrict p, float pscale, const 
         for (int d = 0; d < head_dim; d++) acc[d] += p[j] * llp_fp16_to_f32(v[j * stride + d]);
 }
 
-static float exp_nonpositive(float x) {
-    if (x < LLP_EXP_MIN) x = LLP_EXP_MIN;
-    const float n = rintf(x * LLP_EXP_LOG2E);
-    const float r = (x - n * LLP_EXP_LN2_HI) - n * LLP_EXP_LN2_LO;
-    float e = 1.0f / 720.0f;
-    e = e * r + 1.0f / 120.0f;
-    e = e * r + 1.0f / 24.0f;
-    e = e * r + 1.0f / 6.0f;
-    e = e * r + 0.5f;
-    e = e * r + 1.0f;
-    e = e * r + 1.0f;
-    return e * llp_bits_to_f32((uint32_t)((int32_t)n + 127) << 23);
-}
-
 static double exp_sum_ref(float *p, int64_t n, float mx) {
     double lane[8] = {0};
     for (int64_t j = 0; j < n; j++) {
-        p[j] = exp_nonpositive(p[j] - mx);
+        p[j] = expf(p[j] - mx);
         lane[j % 8] += (double)p[j];
     }
     for (int w = 4; w >= 1; w /= 2)

@@ -597,53 +597,6 @@ static void attn_accum(int head_dim, float *restrict p, float pscale, const llp_
         for (int64_t j = 0; j < n; j++) acc[d] += p[j] * fp16_to_f32(v[j * stride + d]);
 }
 
-/* exp of 8 values <= 0, the operations of the scalar twin (blocks.h) lane by lane */
-static inline __m256 exp_nonpositive8(__m256 x) {
-    x = _mm256_max_ps(x, _mm256_set1_ps(LLP_EXP_MIN));
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(LLP_EXP_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m256 r = _mm256_sub_ps(_mm256_sub_ps(x, _mm256_mul_ps(n, _mm256_set1_ps(LLP_EXP_LN2_HI))),
-                                   _mm256_mul_ps(n, _mm256_set1_ps(LLP_EXP_LN2_LO)));
-    __m256 e = _mm256_set1_ps(1.0f / 720.0f);
-    e = _mm256_add_ps(_mm256_mul_ps(e, r), _mm256_set1_ps(1.0f / 120.0f));
-    e = _mm256_add_ps(_mm256_mul_ps(e, r), _mm256_set1_ps(1.0f / 24.0f));
-    e = _mm256_add_ps(_mm256_mul_ps(e, r), _mm256_set1_ps(1.0f / 6.0f));
-    e = _mm256_add_ps(_mm256_mul_ps(e, r), _mm256_set1_ps(0.5f));
-    e = _mm256_add_ps(_mm256_mul_ps(e, r), _mm256_set1_ps(1.0f));
-    e = _mm256_add_ps(_mm256_mul_ps(e, r), _mm256_set1_ps(1.0f));
-    const __m256i pow2n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(e, _mm256_castsi256_ps(pow2n));
-}
-
-/* 8 lanes of double sums (lanes 0-3 in lo, 4-7 in hi), folded l + 4, l + 2, l + 1 as the scalar twin */
-static double exp_sum(float *p, int64_t n, float mx) {
-    const __m256 m = _mm256_set1_ps(mx);
-    __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
-    int64_t j = 0;
-    for (; j + 8 <= n; j += 8) {
-        const __m256 e = exp_nonpositive8(_mm256_sub_ps(_mm256_loadu_ps(p + j), m));
-        _mm256_storeu_ps(p + j, e);
-        lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
-        hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
-    }
-    double lane[8];
-    _mm256_storeu_pd(lane, lo);
-    _mm256_storeu_pd(lane + 4, hi);
-    if (j < n) {
-        float t[8] = {0};
-        const int r = (int)(n - j);
-        memcpy(t, p + j, sizeof(float) * (size_t)r);
-        float e[8];
-        _mm256_storeu_ps(e, exp_nonpositive8(_mm256_sub_ps(_mm256_loadu_ps(t), m)));
-        for (int l = 0; l < r; l++) {
-            p[j + l] = e[l];
-            lane[l] += (double)e[l];
-        }
-    }
-    for (int w = 4; w >= 1; w /= 2)
-        for (int l = 0; l < w; l++) lane[l] += lane[l + w];
-    return lane[0];
-}
-
 /* ---------------------------------------------------------------- activation quantizers */
 
 static inline __m256 abs_ps(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
@@ -775,7 +728,6 @@ static void quantize_row_bf16(const float *restrict x, void *restrict vy, int64_
 void llp_register_avx2(llp_kernels *k) {
     k->attn_scores = attn_scores;
     k->attn_accum = attn_accum;
-    k->exp_sum = exp_sum;
 #define SET(t, fn) (k->vec_dot[t] = fn, k->impl[t] = "avx2")
     SET(LLP_F32, vec_dot_f32_f32);
     SET(LLP_F16, vec_dot_f16_f16);
