@@ -19,8 +19,14 @@ import click
 from llamapy.cli.common import fail, import_kernels, one_line, resolve_model, run_command, version_option
 
 
+_LIVE = None    # the running progress bar, if any: stderr lines go through its console so the bar stays intact
+
+
 def _err(line: str = "", end: str = "\n"):
-    print(line, file=sys.stderr, end=end, flush=True)
+    if _LIVE is not None:
+        _LIVE.console.print(line, end=end, markup=False, highlight=False, soft_wrap=True)
+    else:
+        print(line, file=sys.stderr, end=end, flush=True)
 
 
 def _out(text: str):
@@ -57,6 +63,8 @@ class ChunkProgress:
         self.seconds = 0.0
         self.task = self.progress.add_task(label, total=n_chunk, speed="")
         self.progress.start()
+        global _LIVE
+        _LIVE = self.progress
 
     def advance(self, seconds: float):
         if self.progress is None:
@@ -67,9 +75,11 @@ class ChunkProgress:
         self.progress.update(self.task, advance=1, speed=speed)
 
     def close(self):
+        global _LIVE
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
+            _LIVE = None
 
 
 def _eta(seconds_per_chunk: float, n_seq: int, n_chunk: int, what: str = "perplexity"):
