@@ -29,7 +29,13 @@ def _err(line: str = "", end: str = "\n"):
         print(line, file=sys.stderr, end=end, flush=True)
 
 
+_HELD: list = []    # stdout text held back while the bar runs on the same terminal (printed when it stops)
+
+
 def _out(text: str):
+    if _LIVE is not None and sys.stdout.isatty():
+        _HELD.append(text)
+        return
     sys.stdout.write(text)
     sys.stdout.flush()
 
@@ -56,23 +62,23 @@ class ChunkProgress:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
         self.progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"),
-                                 TextColumn("{task.fields[speed]}"), TimeRemainingColumn(),
-                                 console=Console(stderr=True), transient=True,
-                                 redirect_stdout=sys.stdout.isatty(), redirect_stderr=False)
+                                 TextColumn("{task.fields[speed]}"), TextColumn("{task.fields[info]}"),
+                                 TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+                                 redirect_stdout=False, redirect_stderr=False)
         self.tokens_per_chunk = tokens_per_chunk
         self.seconds = 0.0
-        self.task = self.progress.add_task(label, total=n_chunk, speed="")
+        self.task = self.progress.add_task(label, total=n_chunk, speed="", info="")
         self.progress.start()
         global _LIVE
         _LIVE = self.progress
 
-    def advance(self, seconds: float):
+    def advance(self, seconds: float, info: str = ""):
         if self.progress is None:
             return
         self.seconds += seconds
         done = self.progress.tasks[0].completed + 1
         speed = f"{done * self.tokens_per_chunk / self.seconds:8.1f} tokens/s" if self.seconds > 0 else ""
-        self.progress.update(self.task, advance=1, speed=speed)
+        self.progress.update(self.task, advance=1, speed=speed, info=info)
 
     def close(self):
         global _LIVE
@@ -80,6 +86,9 @@ class ChunkProgress:
             self.progress.stop()
             self.progress = None
             _LIVE = None
+            if _HELD:
+                _out("".join(_HELD))
+                _HELD.clear()
 
 
 def _eta(seconds_per_chunk: float, n_seq: int, n_chunk: int, what: str = "perplexity"):
@@ -112,7 +121,7 @@ def run_perplexity(model, tokens, n_ctx, n_batch, n_seq, n_chunks, bos_id, outpu
         for step in perplexity_chunks(model, tokens, n_ctx, n_chunks, bos_id, base_out):
             if step.index == 0:
                 _eta(step.seconds, n_seq, step.n_chunk)
-            progress.advance(step.seconds)
+            progress.advance(step.seconds, f"PPL {step.running_ppl:.4f}")
             if output_type == 0:
                 _out(f"[{step.index + 1}]{step.running_ppl:.4f},")
             else:
@@ -149,7 +158,7 @@ def run_strided(model, tokens, window, stride, n_chunks, output_type, n_batch, n
                 _err(f"perplexity: {step.seconds:.2f} seconds per pass - ETA ", end="")
                 total = int(step.seconds * step.n_chunk)
                 _out((f"{total // 3600} hours " if total >= 3600 else "") + f"{(total % 3600) / 60.0:.2f} minutes\n")
-            progress.advance(step.seconds)
+            progress.advance(step.seconds, f"PPL {step.running_ppl:.4f}")
             if output_type == 0:
                 _out(f"[{step.index + 1}]{step.running_ppl:.4f},")
             else:
@@ -177,8 +186,8 @@ def run_kld(model, base, bos_id, n_chunks, n_batch, n_seq):
             if step.index == 0:
                 _eta(step.seconds, n_seq, step.n_chunk, "kl_divergence")
                 _out("\n" + KLD_HEADER + "\n")
-            progress.advance(step.seconds)
             r = kld_row(step.stats)
+            progress.advance(step.seconds, f"KLD {r.kld:.5f}")
             _out(f"{step.index + 1:4d}    {r.ppl:9.4f} \u00b1 {r.ppl_unc:9.4f}    {r.ln_ratio:10.5f} \u00b1 "
                  f"{r.ln_ratio_unc:10.5f}    {r.kld:10.5f} \u00b1 {r.kld_unc:10.5f}    {100 * r.rms_dp:6.3f} \u00b1 "
                  f"{100 * r.rms_dp_unc:6.3f} %    {100 * r.same_top:6.3f} \u00b1 {100 * r.same_top_unc:6.3f} %\n")
