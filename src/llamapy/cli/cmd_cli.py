@@ -9,14 +9,13 @@ is used. Conversation mode (chat templates) is not implemented: -p is a raw comp
 from __future__ import annotations
 
 import math
-import os
 import re
 import sys
 import time
 
 import click
 
-from llamapy.cli.common import fail, import_kernels, one_line, run_command, version_option
+from llamapy.cli.common import fail, import_kernels, one_line, resolve_model, run_command, version_option
 
 CTX_DEFAULT_CAP = 4096      # -c 0 means the training context; capped here to keep the KV cache modest
 KV_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
@@ -216,16 +215,7 @@ def cli(ctx, model, prompt, prompt_file, n_predict, n_ctx, n_batch, n_ubatch, n_
     # -- model ----------------------------------------------------------------------------------
     import_kernels()
     t_load = time.perf_counter()
-    if model is None:
-        from llamapy.models import ModelFetchError, model_path
-        try:
-            model = str(model_path("smollm2"))
-        except ModelFetchError as e:
-            fail(f"no -m given and the default model is unavailable: {e}")
-    if not os.path.exists(model):
-        fail(f"failed to load model '{model}': file does not exist")
-    if os.path.isdir(model):
-        fail(f"failed to load model '{model}': is a directory")
+    model = resolve_model(model)
 
     from llamapy.gguf import GGUFReader
     from llamapy.model import Model, ModelConfig
