@@ -104,6 +104,23 @@ INLINE void prefetch_ahead(int R, const char *x, size_t bx, size_t o, int bytes)
 typedef __m256i (*block_fn)(const void *x, const void *y, __m256i t);
 typedef __m256i (*yterm_fn)(const void *y);
 
+/* For blocks i .. i + cnt - 1 (cnt <= 4) of R rows and T activation rows (by bytes apart), weight types whose
+ * fp16 d is their first field: the activation rows y[t], and d[r][t] = dx * dy of each block in lanes 0-3
+ * (the group's scales converted and multiplied at once). Streams the weights' prefetch for one token. */
+INLINE void scales_q8_0(int R, int T, int i, int cnt, const char *x, size_t bx, const char *vy, size_t by, int xsize,
+                        const block_q8_0 *y[2], __m256 d[4][2]) {
+    __m128 dy[2];
+    for (int t = 0; t < T; t++) {
+        y[t] = (const block_q8_0 *)(vy + t * by);
+        dy[t] = fp16x4(&y[t][i].d, sizeof(block_q8_0), cnt);
+    }
+    if (T == 1) prefetch_ahead(R, x, bx, (size_t)i * xsize, cnt * xsize);  /* batches reuse their weights from cache */
+    for (int r = 0; r < R; r++) {
+        const __m128 dx = fp16x4(x + r * bx + (size_t)i * xsize, xsize, cnt);
+        for (int t = 0; t < T; t++) d[r][t] = _mm256_castps128_ps256(_mm_mul_ps(dx, dy[t]));
+    }
+}
+
 /* Blocks i .. i + cnt - 1 (cnt <= 4) of R rows and T activation rows (by bytes apart) into acc0 / acc1
  * (even / odd blocks), indexed [r][t], for weight types whose fp16 d is their first field: the scales of
  * the group are converted and multiplied at once, and each block then takes its own lane. Called with
@@ -112,17 +129,8 @@ typedef __m256i (*yterm_fn)(const void *y);
 INLINE void group_q8_0(int R, int T, int i, int cnt, __m256 acc0[4][2], __m256 acc1[4][2], const char *x, size_t bx,
                        const char *vy, size_t by, int xsize, block_fn dot, yterm_fn yterm) {
     const block_q8_0 *y[2];
-    __m128 dy[2];
-    for (int t = 0; t < T; t++) {
-        y[t] = (const block_q8_0 *)(vy + t * by);
-        dy[t] = fp16x4(&y[t][i].d, sizeof(block_q8_0), cnt);
-    }
-    if (T == 1) prefetch_ahead(R, x, bx, (size_t)i * xsize, cnt * xsize);  /* batches reuse their weights from cache */
     __m256 d[4][2];
-    for (int r = 0; r < R; r++) {
-        const __m128 dx = fp16x4(x + r * bx + (size_t)i * xsize, xsize, cnt);
-        for (int t = 0; t < T; t++) d[r][t] = _mm256_castps128_ps256(_mm_mul_ps(dx, dy[t]));
-    }
+    scales_q8_0(R, T, i, cnt, x, bx, vy, by, xsize, y, d);
     for (int k = 0; k < cnt; k++) {
         __m256i yt[2];
         for (int t = 0; t < T; t++) yt[t] = yterm ? yterm(y[t] + i + k) : _mm256_setzero_si256();
@@ -522,17 +530,8 @@ INLINE __m256 pair_scale(__m256 d, int k, int step) {
 INLINE void pgroup_q8_0(int R, int T, int i, int cnt, __m256 acc0[4][2], __m256 acc1[4][2], const char *x, size_t bx,
                         const char *vy, size_t by, int xsize, pair_fn dot, pterm_fn pterm) {
     const block_q8_0 *y[2];
-    __m128 dy[2];
-    for (int t = 0; t < T; t++) {
-        y[t] = (const block_q8_0 *)(vy + t * by);
-        dy[t] = fp16x4(&y[t][i].d, sizeof(block_q8_0), cnt);
-    }
-    if (T == 1) prefetch_ahead(R, x, bx, (size_t)i * xsize, cnt * xsize);
     __m256 d[4][2];
-    for (int r = 0; r < R; r++) {
-        const __m128 dx = fp16x4(x + r * bx + (size_t)i * xsize, xsize, cnt);
-        for (int t = 0; t < T; t++) d[r][t] = _mm256_castps128_ps256(_mm_mul_ps(dx, dy[t]));
-    }
+    scales_q8_0(R, T, i, cnt, x, bx, vy, by, xsize, y, d);
     for (int k = 0; k < cnt; k += 2) {
         const int two = k + 1 < cnt;
         __m256i ya[2], yb[2], pt[2];
