@@ -117,18 +117,24 @@ RENDERERS["alpaca"] = _per_role({"system": ("", "\n\n"), "user": ("### Instructi
                                  "assistant": ("### Response:\n", "\n\n")}, "### Response:\n")
 
 
-@_register("granite", "granite-4.0", "granite-4.1")
-def _granite(msgs: Messages, add_ass: bool) -> str:
-    out = []
-    for role, content in msgs:
-        if role == "assistant_tool_call":
-            out.append("<|start_of_role|>assistant<|end_of_role|><|tool_call|>")
-        else:
-            out.append(f"<|start_of_role|>{role}<|end_of_role|>")
-        out.append(content + "<|end_of_text|>\n")
-    if add_ass:
-        out.append("<|start_of_role|>assistant<|end_of_role|>")
-    return "".join(out)
+def _granite(tool_call_as_assistant: bool) -> Renderer:
+    """Granite 3.x writes a tool call under its own role name; 4.x under "assistant"."""
+    def render(msgs: Messages, add_ass: bool) -> str:
+        out = []
+        for role, content in msgs:
+            shown = "assistant" if role == "assistant_tool_call" and tool_call_as_assistant else role
+            out.append(f"<|start_of_role|>{shown}<|end_of_role|>")
+            if role == "assistant_tool_call":
+                out.append("<|tool_call|>")
+            out.append(content + "<|end_of_text|>\n")
+        if add_ass:
+            out.append("<|start_of_role|>assistant<|end_of_role|>")
+        return "".join(out)
+    return render
+
+
+RENDERERS["granite"] = _granite(False)
+RENDERERS["granite-4.0"] = RENDERERS["granite-4.1"] = _granite(True)
 
 
 def _mistral_v7(space: str) -> Renderer:

@@ -140,7 +140,7 @@ class ChatTemplate:
 
     def _render_jinja(self, messages, add_generation_prompt, context) -> str:
         variables = {"messages": messages, "add_generation_prompt": add_generation_prompt,
-                     "bos_token": self.bos_token, "eos_token": self.eos_token, "tools": None, "documents": None}
+                     "bos_token": self.bos_token, "eos_token": self.eos_token}
         variables.update(context)
         try:
             return self._template.render(**variables)
