@@ -78,6 +78,13 @@ def gemma3_layer_kinds(n_layer: int, pattern: int = GEMMA3_SWA_PATTERN) -> list:
     return [pattern > 0 and il % pattern < pattern - 1 for il in range(n_layer)]
 
 
+def layer_rope_bases(cfg) -> list:
+    """Each layer's RoPE base as the forward pass rotates with it (a context shift rotates K again with it)."""
+    if cfg.arch == "gemma3":
+        return [GEMMA3_ROPE_BASE_SWA if local else cfg.rope_base for local in gemma3_layer_kinds(cfg.n_layer)]
+    return [cfg.rope_base] * cfg.n_layer
+
+
 @register("gemma3")
 def build_gemma3(reader, cfg, n_ctx, n_batch, n_threads, type_k="f16", type_v="f16"):
     if cfg.rope_scaling != "none":
@@ -92,9 +99,9 @@ def build_gemma3(reader, cfg, n_ctx, n_batch, n_threads, type_k="f16", type_v="f
     fcfg.update(embd_scale=math.sqrt(cfg.n_embd), attn_scale=1.0 / math.sqrt(qk_dim),
                 final_softcap=cfg.final_logit_softcap)
     specs = []
-    for layer, local in zip(w.layers, gemma3_layer_kinds(cfg.n_layer)):
+    for layer, local, base in zip(w.layers, gemma3_layer_kinds(cfg.n_layer), layer_rope_bases(cfg)):
         spec = layer.spec()
-        spec.update(rope_base=GEMMA3_ROPE_BASE_SWA if local else cfg.rope_base, n_swa=cfg.n_swa if local else 0)
+        spec.update(rope_base=base, n_swa=cfg.n_swa if local else 0)
         specs.append(spec)
     fwd = _ops.Gemma3Forward(fcfg, specs, w.token_embd.spec(), w.output_norm.ctypes.data, w.output.spec(),
                              n_ctx, n_batch, n_threads, keep=(reader, w), type_k=type_k, type_v=type_v)

@@ -1,4 +1,5 @@
-"""KV cache element types: what ``-ctk/-ctv`` (and ``Llama(type_k=..., type_v=...)``) may ask for.
+"""The KV cache: its element types (what ``-ctk/-ctv`` and ``Llama(type_k=..., type_v=...)`` may ask for), and
+moving entries to other positions (llama.cpp's context shift).
 
 K: f32, f16 (the default) or q8_0; V: f32 or f16. llama.cpp also offers quantized V caches, but only with flash
 attention (without it, llama.cpp refuses them); llamapy has no flash attention, so it refuses them too.
@@ -6,7 +7,9 @@ Types are given by name or by ggml type id, as llama-cpp-python's ``type_k``/``t
 """
 from __future__ import annotations
 
-__all__ = ["KV_CACHE_TYPES", "KV_V_TYPES", "LLAMA_CPP_KV_TYPES", "kv_cache_type"]
+import numpy as np
+
+__all__ = ["KV_CACHE_TYPES", "KV_V_TYPES", "LLAMA_CPP_KV_TYPES", "kv_cache_type", "shift_positions"]
 
 KV_CACHE_TYPES = {"f32": 0, "f16": 1, "q8_0": 8}   # name -> ggml type id
 KV_V_TYPES = ("f32", "f16")
@@ -32,3 +35,40 @@ def kv_cache_type(t, which: str = "K") -> str:
     if name not in supported:
         raise ValueError(f"unsupported {which} cache type {name!r} (supported: {', '.join(supported)})")
     return name
+
+
+def _rows_to_f32(rows: np.ndarray, type_k: str) -> np.ndarray:
+    """(n, row bytes) of K cache rows -> (n, n_kv_head * head_dim) float32."""
+    if type_k == "f32":
+        return rows.view(np.float32).copy()
+    if type_k == "f16":
+        return rows.view(np.float16).astype(np.float32)
+    from llamapy import quants
+    from llamapy.gguf.constants import GGMLType
+    return quants.dequantize(np.ascontiguousarray(rows).reshape(-1), GGMLType.Q8_0).reshape(len(rows), -1)
+
+
+def shift_positions(fwd, cfg, layer_bases, p0: int, p1: int, delta: int) -> None:
+    """Move the cache entries of positions [p0, p1) to [p0 + delta, p1 + delta), as llama_memory_seq_add.
+
+    fwd: the C forward pass (its kcache / vcache arrays are indexed by position); cfg: the ModelConfig;
+    layer_bases: each layer's RoPE base. K was stored rotated by its position, and RoPE angles add up, so
+    rotating the rows by delta gives exactly the K of the new position: that is what llama.cpp does, and
+    like it a quantized K (q8_0) is dequantized, rotated and quantized again. V moves unchanged.
+    """
+    from llamapy._kernels import _ops
+    n = p1 - p0
+    if n <= 0 or delta == 0:
+        return
+    if p0 + delta < 0 or p1 + delta > fwd.n_ctx:
+        raise ValueError(f"cannot move positions {p0}..{p1 - 1} by {delta} in a context of {fwd.n_ctx}")
+    kc, vc = fwd.kcache, fwd.vcache
+    type_k = kv_cache_type(fwd.type_k, "K")
+    shift = np.full(n, delta, np.int32)
+    for layer, base in enumerate(layer_bases):
+        k = _rows_to_f32(kc[layer, p0:p1], type_k)
+        _ops.op_rope_ext(k, shift, cfg.n_kv_head, cfg.head_dim, cfg.rope_dims, base, cfg.rope_neox,
+                         cfg.rope_freq_scale, cfg.yarn_ext_factor, cfg.rope_attn_factor, cfg.yarn_beta_fast,
+                         cfg.yarn_beta_slow, cfg.rope_n_ctx_orig)
+        kc[layer, p0 + delta:p1 + delta] = _ops.op_kv_store(type_k, k.reshape(-1)).reshape(n, -1)
+        vc[layer, p0 + delta:p1 + delta] = vc[layer, p0:p1].copy()

@@ -4,6 +4,7 @@ llamapy.model.arch maps general.architecture to its forward pass; llama, qwen2 a
     model = Model(path, n_ctx=512, n_threads=2)
     logits = model.eval(prompt_ids, pos=0)            # (1, n_vocab): the last token's logits
     logits = model.eval([next_id], pos=len(prompt_ids))
+    model.kv_shift(p0, p1, -d)                        # context shift: positions p0..p1-1 move d back
 
 Weights stay in the file's memory map. The KV cache (n_ctx positions of type_k / type_v: f16 by default, f32,
 or q8_0 for K) and the activation buffers are allocated once here; each eval call runs every layer in C
@@ -14,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 
 from llamapy.gguf import GGUFReader
-from llamapy.model.arch import architecture
+from llamapy.model.arch import architecture, layer_rope_bases
 from llamapy.model.config import ModelConfig
-from llamapy.model.kvcache import kv_cache_type
+from llamapy.model.kvcache import kv_cache_type, shift_positions
 from llamapy.runtime import effective_n_threads
 
 
@@ -66,3 +67,18 @@ class Model:
             else:
                 self._fwd.forward(chunk, pos + start, np.empty((1, self.n_vocab), np.float32), False, threads)
         return out
+
+    def kv_shift(self, p0: int, p1: int, delta: int) -> None:
+        """Move the cached positions [p0, p1) by delta (< 0 for llama.cpp's context shift); what was at the
+        target positions is overwritten, positions from p1 + delta on are left stale (evaluate over them)."""
+        shift_positions(self._fwd, self.config, layer_rope_bases(self.config), p0, p1, delta)
+
+    def kv_rows(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of the K and V cache bytes of positions 0..n-1: (n_layer, n, row bytes) each."""
+        return self._fwd.kcache[:, :n].copy(), self._fwd.vcache[:, :n].copy()
+
+    def kv_restore(self, k: np.ndarray, v: np.ndarray) -> None:
+        """Put cache bytes from kv_rows (of a model with the same shape and cache types) back at positions 0.."""
+        n = k.shape[1]
+        self._fwd.kcache[:, :n] = k
+        self._fwd.vcache[:, :n] = v
