@@ -400,6 +400,8 @@ def _pangu(msgs: Messages, add_ass: bool) -> str:
 
 RENDERERS["deepseek-ocr"] = lambda msgs, add_ass: "".join(c for _, c in msgs)
 
+_NOT_LLAMA_CPP_NAMES = {"alpaca", "mistral"}  # ours; llama.cpp's detection sends "mistral" to llama2
+
 # The names llama.cpp's --chat-template accepts (dots1 is reachable only through detection), plus our
 # alpaca and the "mistral" alias; sorted for --help.
 BUILTIN_NAMES: tuple[str, ...] = tuple(sorted(n for n in RENDERERS if n != "dots1"))
@@ -412,7 +414,7 @@ def render_builtin(name: str, messages: Messages, add_generation_prompt: bool) -
 def detect_template(source: str) -> str | None:
     """The built-in llama.cpp would use for a template string (a built-in name, or a Jinja source
     recognised by marker substrings, checked in llama.cpp's order); None when nothing matches."""
-    if source in RENDERERS and source != "alpaca":
+    if source in RENDERERS and source not in _NOT_LLAMA_CPP_NAMES:
         return source
 
     def has(*needles: str) -> bool:
