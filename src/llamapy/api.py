@@ -18,6 +18,7 @@ import time
 import uuid
 from typing import Iterator
 
+from llamapy.chat import ChatTemplate
 from llamapy.generate import Generation, GenStats, format_perf
 from llamapy.sampling import DEFAULT_SEED, Sampler, SamplingParams
 
@@ -31,13 +32,16 @@ class Llama:
     ids (llama-cpp-python's convention: 0 f32, 1 f16, 8 q8_0) or names; None is f16. A quantized V cache is
     refused (llama.cpp needs flash attention for it). ``seed`` is the default sampling seed for
     every completion (``-1`` / 0xFFFFFFFF: random each time); ``verbose=False`` writes nothing to stderr.
+    ``chat_format``: a built-in chat template name (``llamapy.chat.BUILTIN_NAMES``) for
+    ``create_chat_completion``; None uses the model's own template.
     Other llama-cpp-python keyword arguments (``n_gpu_layers``, ``use_mmap``, ...) are accepted and ignored.
     """
 
     def __init__(self, model_path: str | os.PathLike, *, n_ctx: int = 512, n_batch: int = 512,
                  n_ubatch: int = 512, n_threads: int | None = None, n_threads_batch: int | None = None,
                  type_k: int | str | None = None, type_v: int | str | None = None,
-                 seed: int = DEFAULT_SEED, last_n_tokens_size: int = 64, verbose: bool = True, **kwargs):
+                 seed: int = DEFAULT_SEED, last_n_tokens_size: int = 64, chat_format: str | None = None,
+                 verbose: bool = True, **kwargs):
         from llamapy.gguf import GGUFReader
         from llamapy.model import Model, ModelConfig
         from llamapy.tokenizer import Tokenizer
@@ -66,6 +70,9 @@ class Llama:
         self._seed = int(seed)
         self.last_n_tokens_size = int(last_n_tokens_size)
         self._first_call = True
+        # None: the GGUF's tokenizer.chat_template (chatml without one); else a built-in name (llamapy.chat)
+        self.chat_format = chat_format
+        self._chat_template = ChatTemplate.builtin(chat_format) if chat_format is not None else None
         if verbose:
             cfg = self._model.config
             print(f"llama_model_load: loaded {self.model_path} (arch = {cfg.arch}, n_layer = {cfg.n_layer}, "
@@ -167,6 +174,80 @@ class Llama:
                           "total_tokens": gen.n_prompt + n_completion}}
 
     __call__ = create_completion
+
+    # -- chat ----------------------------------------------------------------------------------
+
+    def create_chat_completion(self, messages: list[dict], functions=None, function_call=None, tools=None,
+                               tool_choice=None, temperature: float = 0.2, top_p: float = 0.95, top_k: int = 40,
+                               min_p: float = 0.05, typical_p: float = 1.0, stream: bool = False,
+                               stop: str | list[str] | None = None, seed: int | None = None,
+                               response_format=None, max_tokens: int | None = None,
+                               presence_penalty: float = 0.0, frequency_penalty: float = 0.0,
+                               repeat_penalty: float = 1.0, tfs_z: float = 1.0, mirostat_mode: int = 0,
+                               mirostat_tau: float = 5.0, mirostat_eta: float = 0.1, model: str | None = None,
+                               logits_processor=None, grammar=None, logit_bias: dict | None = None,
+                               logprobs: bool | None = None, top_logprobs: int | None = None, **kwargs):
+        """Answer a conversation (``[{"role": "system"|"user"|"assistant", "content": ...}, ...]``) with the
+        chat template (``chat_format``, else the model's own), llama-cpp-python's defaults and dict shapes.
+
+        Returns ``{"id": "chatcmpl-...", "object": "chat.completion", "created", "model", "choices": [{"index",
+        "message": {"role": "assistant", "content"}, "logprobs", "finish_reason"}], "usage"}``; with
+        ``stream=True`` an iterator of "chat.completion.chunk" dicts: a first ``delta`` ``{"role":
+        "assistant"}``, then ``{"content": ...}`` deltas, then ``{}`` with the finish_reason. Generation ends
+        at the template's end-of-turn token (an end-of-generation token of the vocabulary) or a stop string.
+        """
+        for name, value in (("functions", functions), ("function_call", function_call), ("tools", tools),
+                            ("tool_choice", tool_choice), ("response_format", response_format),
+                            ("grammar", grammar), ("logits_processor", logits_processor), ("logprobs", logprobs),
+                            ("top_logprobs", top_logprobs)):
+            if value is not None:
+                raise ValueError(f"{name} is not supported yet")
+        gen, head = self._start_chat(messages, stop=stop, max_tokens=max_tokens, temperature=temperature,
+                                     top_p=top_p, min_p=min_p, typical_p=typical_p,
+                                     frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
+                                     repeat_penalty=repeat_penalty, top_k=top_k, seed=seed,
+                                     mirostat_mode=mirostat_mode, mirostat_tau=mirostat_tau,
+                                     mirostat_eta=mirostat_eta, logit_bias=logit_bias, model=model)
+        if stream:
+            return self._chat_stream(gen, head)
+        gen.run()
+        self._report(gen)
+        n_completion = self._n_completion(gen)
+        return {**head, "object": "chat.completion",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": gen.text}, "logprobs": None,
+                             "finish_reason": self._finish(gen)}],
+                "usage": {"prompt_tokens": gen.n_prompt, "completion_tokens": n_completion,
+                          "total_tokens": gen.n_prompt + n_completion}}
+
+    def chat_template(self) -> ChatTemplate:
+        """The template ``create_chat_completion`` renders with (built once, on first use)."""
+        if self._chat_template is None:
+            self._chat_template = ChatTemplate.for_model(self._model.reader, tokenizer=self.tokenizer_)
+        return self._chat_template
+
+    def _start_chat(self, messages, *, stop, max_tokens, model, **sampling) -> tuple[Generation, dict]:
+        """The one place a chat turn becomes a prompt and a generation: render the conversation with the
+        generation prompt, tokenize it (BOS as the vocabulary asks; control-token texts parsed), start."""
+        template = self.chat_template()
+        prompt = template.render(messages, add_generation_prompt=True)
+        prompt_ids = self.tokenizer_.encode(prompt, add_special=True, parse_special=True)
+        stop = [stop] if isinstance(stop, str) else list(stop or [])
+        gen, _ = self._start(prompt_ids, max_tokens, stop=stop + list(template.stop), **sampling,
+                             dry=self._dry_params(0.0, 1.75, 2, 64, None))
+        head = {"id": f"chatcmpl-{uuid.uuid4()}", "created": int(time.time()), "model": model or self.model_path}
+        return gen, head
+
+    def _chat_stream(self, gen: Generation, head: dict) -> Iterator[dict]:
+        def chunk(delta, reason=None):
+            return {**head, "object": "chat.completion.chunk",
+                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}]}
+
+        yield chunk({"role": "assistant"})
+        for step in gen:
+            if step.text:
+                yield chunk({"content": step.text})
+        self._report(gen)
+        yield chunk({}, self._finish(gen))
 
     @staticmethod
     def _dry_params(multiplier, base, allowed_length, penalty_last_n, breakers) -> dict:
