@@ -207,13 +207,14 @@ class Llama:
                                      frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
                                      repeat_penalty=repeat_penalty, top_k=top_k, seed=seed,
                                      mirostat_mode=mirostat_mode, mirostat_tau=mirostat_tau,
-                                     mirostat_eta=mirostat_eta, logit_bias=logit_bias, model=model)
+                                     mirostat_eta=mirostat_eta, logit_bias=logit_bias, model=model,
+                                     stream=stream)
         if stream:
             return self._chat_stream(gen, head)
         gen.run()
         self._report(gen)
         n_completion = self._n_completion(gen)
-        return {**head, "object": "chat.completion",
+        return {**head,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": gen.text}, "logprobs": None,
                              "finish_reason": self._finish(gen)}],
                 "usage": {"prompt_tokens": gen.n_prompt, "completion_tokens": n_completion,
@@ -225,7 +226,7 @@ class Llama:
             self._chat_template = ChatTemplate.for_model(self._model.reader, tokenizer=self.tokenizer_)
         return self._chat_template
 
-    def _start_chat(self, messages, *, stop, max_tokens, model, **sampling) -> tuple[Generation, dict]:
+    def _start_chat(self, messages, *, stop, max_tokens, model, stream, **sampling) -> tuple[Generation, dict]:
         """The one place a chat turn becomes a prompt and a generation: render the conversation with the
         generation prompt, tokenize it (BOS as the vocabulary asks; control-token texts parsed), start."""
         template = self.chat_template()
@@ -234,13 +235,13 @@ class Llama:
         stop = [stop] if isinstance(stop, str) else list(stop or [])
         gen, _ = self._start(prompt_ids, max_tokens, stop=stop + list(template.stop), **sampling,
                              dry=self._dry_params(0.0, 1.75, 2, 64, None))
-        head = {"id": f"chatcmpl-{uuid.uuid4()}", "created": int(time.time()), "model": model or self.model_path}
+        head = {"id": f"chatcmpl-{uuid.uuid4()}", "object": "chat.completion.chunk" if stream else "chat.completion",
+                "created": int(time.time()), "model": model or self.model_path}
         return gen, head
 
     def _chat_stream(self, gen: Generation, head: dict) -> Iterator[dict]:
         def chunk(delta, reason=None):
-            return {**head, "object": "chat.completion.chunk",
-                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}]}
+            return {**head, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}]}
 
         yield chunk({"role": "assistant"})
         for step in gen:
