@@ -106,6 +106,14 @@ def test_required_builtins_and_unknown_name():
                  "phi3", "phi4", "alpaca", "zephyr", "deepseek", "deepseek2", "deepseek3", "vicuna",
                  "command-r", "openchat", "monarch"):
         assert name in BUILTIN_NAMES
+    llama_cpp_names = (
+        "bailing bailing-think bailing2 chatglm3 chatglm4 chatml command-r deepseek deepseek-ocr deepseek2 "
+        "deepseek3 exaone-moe exaone3 exaone4 falcon3 gemma gigachat glmedge gpt-oss granite granite-4.0 "
+        "granite-4.1 grok-2 hunyuan-dense hunyuan-moe hunyuan-vl kimi-k2 llama2 llama2-sys llama2-sys-bos "
+        "llama2-sys-strip llama3 llama4 megrez minicpm mistral-v1 mistral-v3 mistral-v3-tekken mistral-v7 "
+        "mistral-v7-tekken monarch openchat orion pangu-embedded phi3 phi4 rwkv-world seed_oss smolvlm "
+        "solar-open vicuna vicuna-orca yandex zephyr").split()  # llama.cpp's list (FEATURES.md section 5)
+    assert set(BUILTIN_NAMES) == set(llama_cpp_names) | {"alpaca", "mistral"}
     with pytest.raises(ValueError, match="unknown chat template 'nope'.*chatml.*llama3"):
         ChatTemplate.builtin("nope")
 
