@@ -172,7 +172,7 @@ class Generation:
         model, sampler, st, clock = self.model, self.sampler, self.stats, time.perf_counter
         if self.accept_prompt:
             for t in self.prompt:
-                sampler.accept(t)
+                sampler.accept(t, is_generated=False)
         t0 = clock()
         logits = model.eval(self.prompt, 0)
         st.prompt_ms += (clock() - t0) * 1e3

@@ -152,12 +152,19 @@ def _bias_pairs(bias) -> list[tuple[int, float]]:
 class Sampler:
     """The sampling chain for one sequence: ``sample(logits) -> token``, then ``accept(token)``.
 
-    ``accept`` feeds the penalty and DRY histories (call it for prompt tokens too, as llama.cpp does);
-    ``sample`` does not accept by itself. ``eos_ids``: the end-of-generation tokens, biased to -inf with
-    ``ignore_eos``. ``tokenizer``: needed only with DRY on, to turn its sequence breakers into tokens.
+    ``accept`` feeds the penalty and DRY histories (call it for prompt tokens too, as llama.cpp does, with
+    ``is_generated=False``); ``sample`` does not accept by itself. ``eos_ids``: the end-of-generation
+    tokens, biased to -inf with ``ignore_eos``. ``tokenizer``: needed with DRY on, to turn its sequence
+    breakers into tokens, and with a grammar.
+
+    ``grammar`` (GBNF text, a ``LlamaGrammar`` or a ``GrammarMatcher``) constrains the output as llama.cpp's
+    common sampler does: the chain picks a token; only if the grammar rejects it are the logits masked to
+    what the grammar allows and the chain run again. Generated tokens advance the grammar, prompt tokens
+    do not.
     """
 
-    def __init__(self, params: SamplingParams | None = None, n_vocab: int = 0, eos_ids=(), tokenizer=None):
+    def __init__(self, params: SamplingParams | None = None, n_vocab: int = 0, eos_ids=(), tokenizer=None,
+                 grammar=None):
         self.params = params = (params or SamplingParams()).validate()
         if n_vocab <= 0:
             raise ValueError(f"n_vocab must be > 0 (got {n_vocab})")
@@ -169,6 +176,15 @@ class Sampler:
         self._logits = np.empty(self.n_vocab, np.float32)
         self._p = np.zeros(self.n_vocab, np.float32)
         self._p.flags.writeable = False
+        self.grammar = None
+        if grammar is not None:
+            from llamapy.grammar import GrammarMatcher, LlamaGrammar
+            if isinstance(grammar, LlamaGrammar):
+                grammar = grammar.matcher(tokenizer)
+            self.grammar = grammar if isinstance(grammar, GrammarMatcher) else GrammarMatcher(grammar, tokenizer)
+            if self.grammar.table.n_vocab != self.n_vocab:
+                raise ValueError(f"the grammar's vocabulary has {self.grammar.table.n_vocab} tokens, "
+                                 f"the model {self.n_vocab}")
 
     @property
     def seed(self) -> int:
@@ -190,19 +206,36 @@ class Sampler:
         return cur
 
     def sample(self, logits: np.ndarray) -> int:
-        cur = self.apply(logits)
+        token = self._pick(self.apply(logits))
+        grammar = self.grammar
+        if grammar is None or grammar.accepts(token):
+            return token
+        # rejected: mask everything the grammar forbids and run the whole chain again (as llama.cpp)
+        allowed = grammar.allowed_mask()
+        if not allowed.any():
+            from llamapy.grammar import GrammarStateError
+            raise GrammarStateError("the grammar allows no token of this vocabulary here")
+        return self._pick(self.apply(np.where(allowed, logits, np.float32(-np.inf))))
+
+    @staticmethod
+    def _pick(cur: Candidates) -> int:
         if not 0 <= cur.selected < cur.size:
             raise RuntimeError("sampling chain selected no token")
         return int(cur.ids[cur.selected])
 
-    def accept(self, token: int) -> None:
+    def accept(self, token: int, is_generated: bool = True) -> None:
+        """Record ``token`` in the penalty/DRY histories; a generated one also advances the grammar."""
+        if is_generated and self.grammar is not None:
+            self.grammar.accept(token)
         for s in self.chain:
             s.accept(token)
 
     def reset(self) -> None:
-        """Forget the history and restart the RNG streams (a fresh random seed for seed -1)."""
+        """Forget the history and restart the RNG streams (a fresh random seed for seed -1) and the grammar."""
         for s in self.chain:
             s.reset()
+        if self.grammar is not None:
+            self.grammar.reset()
 
     def __repr__(self) -> str:
         return "Sampler(" + " -> ".join(s.name for s in self.chain) + ")"
