@@ -70,6 +70,31 @@ def parse_logit_bias(values) -> dict[int, float]:
     return out
 
 
+def load_grammar(grammar, grammar_file, json_schema, json_schema_file):
+    """--grammar / --grammar-file / -j / -jf -> a checked LlamaGrammar (or None); bad input is one line."""
+    given = [(f, v) for f, v in (("--grammar", grammar), ("--grammar-file", grammar_file),
+                                  ("--json-schema", json_schema), ("--json-schema-file", json_schema_file))
+             if v is not None]
+    if not given:
+        return None
+    if len(given) > 1:
+        fail(f"{given[0][0]} and {given[1][0]} both give a grammar; use one")
+    flag, value = given[0]
+    from llamapy.grammar import GrammarError, LlamaGrammar, SchemaError
+    if flag.endswith("-file"):
+        try:
+            with open(value, encoding="utf-8") as fh:
+                value = fh.read()
+        except (OSError, UnicodeDecodeError) as e:
+            fail(f"{flag}: failed to open file '{value}': {getattr(e, 'strerror', None) or e}")
+    try:
+        if flag.startswith("--json"):
+            return LlamaGrammar.from_json_schema(value)
+        return LlamaGrammar.from_string(value)
+    except (GrammarError, SchemaError) as e:
+        fail(f"{flag}: {e}" if flag == "--grammar" or flag.startswith("--json") else f"{given[0][1]}: {e}")
+
+
 def dry_sequence_breakers(values, escape: bool = True) -> tuple[str, ...]:
     """--dry-sequence-breaker, as llama.cpp's: the first use drops the defaults, 'none' empties the list
     (so far); escapes are processed (with -e, the default) after parsing."""
@@ -140,6 +165,14 @@ def _err(line: str = ""):
 @click.option("-l", "--logit-bias", "logit_bias", multiple=True, metavar="TOKEN(+/-)BIAS",
               help="Add a bias to a token's logit, e.g. 15043+1 or 15043-inf (repeatable).")
 @click.option("--ignore-eos", is_flag=True, help="Never end at end-of-generation tokens.")
+@click.option("--grammar", "grammar", metavar="GRAMMAR", default=None,
+              help="BNF-like grammar to constrain generations (see samples in grammars/ dir).")
+@click.option("--grammar-file", "grammar_file", metavar="FNAME", default=None, help="File to read grammar from.")
+@click.option("-j", "--json-schema", "json_schema", metavar="SCHEMA", default=None,
+              help='JSON schema to constrain generations (https://json-schema.org/), e.g. `{"type": "object"}` '
+                   "for any JSON object.")
+@click.option("-jf", "--json-schema-file", "json_schema_file", metavar="FILE", default=None,
+              help="File containing a JSON schema to constrain generations.")
 @click.option("-ctk", "--cache-type-k", "cache_type_k", default="f16", show_default=True,
               help="KV cache type for K (f32, f16, q8_0).")
 @click.option("-ctv", "--cache-type-v", "cache_type_v", default="f16", show_default=True,
@@ -156,7 +189,8 @@ def _err(line: str = ""):
 def cli(ctx, model, prompt, prompt_file, n_predict, n_ctx, n_batch, n_ubatch, n_threads, seed, escape, temp,
         top_k, top_p, min_p, typical, repeat_last_n, repeat_penalty, presence_penalty, frequency_penalty,
         dry_multiplier, dry_base, dry_allowed_length, dry_penalty_last_n, dry_breakers, mirostat, mirostat_lr,
-        mirostat_ent, logit_bias, ignore_eos, cache_type_k, cache_type_v,
+        mirostat_ent, logit_bias, ignore_eos, grammar, grammar_file, json_schema,
+        json_schema_file, cache_type_k, cache_type_v,
         verbose_prompt, special, display_prompt, no_cnv, perf):
     """Complete a prompt with a GGUF model (llama-completion without conversation mode).
 
@@ -183,6 +217,7 @@ def cli(ctx, model, prompt, prompt_file, n_predict, n_ctx, n_batch, n_ubatch, n_
     if dry_penalty_last_n < 0:
         fail(f"invalid dry-penalty-last-n = {dry_penalty_last_n}")
     bias = parse_logit_bias(logit_bias)
+    grammar = load_grammar(grammar, grammar_file, json_schema, json_schema_file)
     breakers = dry_sequence_breakers(dry_breakers, escape)
 
     if prompt_file is not None:
@@ -265,7 +300,10 @@ def cli(ctx, model, prompt, prompt_file, n_predict, n_ctx, n_batch, n_ubatch, n_
             _err(f"{t:6d} -> '{tok.token_to_piece(t, special=True).decode('utf-8', errors='replace')}'")
         _err()
 
-    sampler = Sampler(params, cfg.n_vocab, tok.vocab.eog_ids, tokenizer=tok)
+    try:
+        sampler = Sampler(params, cfg.n_vocab, tok.vocab.eog_ids, tokenizer=tok, grammar=grammar)
+    except ValueError as e:  # a <token> reference this vocabulary lacks
+        fail(str(e))
     _print_sampler(sampler, params, n_ctx, mdl.n_batch, n_predict)
 
     # -- generate -------------------------------------------------------------------------------

@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 import click
+
+
+_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "'": "'", '"': '"', "\\": "\\"}
+_HEX2 = re.compile(r"[0-9A-Fa-f]{2}")
 
 
 def version_text() -> str:
@@ -88,3 +93,26 @@ def resolve_model(model: str | None) -> str:
     if os.path.isdir(model):
         fail(f"failed to load model '{model}': is a directory")
     return model
+
+
+def process_escapes(text: str) -> str:
+    """llama.cpp's string_process_escapes: \\n \\r \\t \\' \\" \\\\ and \\xHH; other escapes stay as typed."""
+    out, i, n = [], 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\" and i + 1 < n:
+            nxt = text[i + 1]
+            if nxt in _ESCAPES:
+                out.append(_ESCAPES[nxt])
+                i += 2
+                continue
+            if nxt == "x" and _HEX2.fullmatch(text[i + 2:i + 4]):
+                out.append(chr(int(text[i + 2:i + 4], 16)))
+                i += 4
+                continue
+            out.append("\\" + nxt)
+            i += 2
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
