@@ -1,10 +1,13 @@
-"""`llamapy-cli`: text completion from the command line, as llama-completion does it with -no-cnv.
+"""`llamapy-cli`: llama-completion's command line: text completion, interactive mode, conversation mode.
 
-    llamapy-cli -m model.gguf -p "Once upon a time" -n 128 --temp 0
+    llamapy-cli -m model.gguf -p "Once upon a time" -n 128 --temp 0 -no-cnv    # plain completion
+    llamapy-cli -sys "You are a helpful assistant"                            # chat (default model)
+    llamapy-cli -no-cnv -i -r "User:" -f prompts/chat-with-bob.txt             # interactive
 
 The prompt is echoed, then the completion streams to stdout; ` [end of text]` follows when the model ends
 it. Sampler settings, timings and errors go to stderr. Without -m the default model (SmolLM2-135M-Instruct)
-is used. Conversation mode (chat templates) is not implemented: -p is a raw completion prompt.
+is used. Conversation mode is on when the model has a chat template (-no-cnv turns it off): -p is the first
+user message, -sys the system message, and each turn is rendered with the chat template.
 """
 from __future__ import annotations
 
@@ -15,12 +18,11 @@ import time
 
 import click
 
-from llamapy.cli.common import fail, import_kernels, one_line, resolve_model, run_command, version_option
+from llamapy.cli.common import (fail, import_kernels, one_line, process_escapes, resolve_model, run_command,
+                                version_option)
 
 CTX_DEFAULT_CAP = 4096      # -c 0 means the training context; capped here to keep the KV cache modest
 KV_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
-_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "'": "'", '"': '"', "\\": "\\"}
-_HEX2 = re.compile(r"[0-9A-Fa-f]{2}")
 
 # GGUF general.sampling.* keys that override the defaults of flags the user did not set.
 _MODEL_SAMPLING = {"top_k": ("top_k", int), "top_p": ("top_p", float), "min_p": ("min_p", float),
@@ -28,29 +30,6 @@ _MODEL_SAMPLING = {"top_k": ("top_k", int), "top_p": ("top_p", float), "min_p": 
                    "penalty_repeat": ("repeat_penalty", float), "mirostat": ("mirostat", int),
                    "mirostat_tau": ("mirostat_ent", float), "mirostat_eta": ("mirostat_lr", float),
                    "xtc_probability": ("xtc_probability", float), "xtc_threshold": ("xtc_threshold", float)}
-
-
-def process_escapes(text: str) -> str:
-    """llama.cpp's string_process_escapes: \\n \\r \\t \\' \\" \\\\ and \\xHH; other escapes stay as typed."""
-    out, i, n = [], 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == "\\" and i + 1 < n:
-            nxt = text[i + 1]
-            if nxt in _ESCAPES:
-                out.append(_ESCAPES[nxt])
-                i += 2
-                continue
-            if nxt == "x" and _HEX2.fullmatch(text[i + 2:i + 4]):
-                out.append(chr(int(text[i + 2:i + 4], 16)))
-                i += 4
-                continue
-            out.append("\\" + nxt)
-            i += 2
-            continue
-        out.append(c)
-        i += 1
-    return "".join(out)
 
 
 def parse_logit_bias(values) -> dict[int, float]:
@@ -111,14 +90,13 @@ def dry_sequence_breakers(values, escape: bool = True) -> tuple[str, ...]:
     return tuple(process_escapes(b) if escape else b for b in out)
 
 
-def _out(text: str):
-    """Write completion text to stdout as UTF-8 bytes, right away."""
-    sys.stdout.buffer.write(text.encode("utf-8", errors="replace"))
-    sys.stdout.buffer.flush()
-
-
 def _err(line: str = ""):
     print(line, file=sys.stderr, flush=True)
+
+
+def _chat_names() -> tuple[str, ...]:
+    from llamapy.chat.builtin import BUILTIN_NAMES
+    return BUILTIN_NAMES
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -181,8 +159,47 @@ def _err(line: str = ""):
 @click.option("-sp", "--special", is_flag=True, help="Show special tokens in the output.")
 @click.option("--display-prompt/--no-display-prompt", default=True, show_default=True,
               help="Echo the prompt before the completion.")
-@click.option("-no-cnv", "--no-conversation", "no_cnv", is_flag=True,
-              help="Raw completion (the only mode for now; accepted for llama.cpp compatibility).")
+@click.option("-cnv/-no-cnv", "--conversation/--no-conversation", "conversation", default=None,
+              help="Conversation mode: chat through the chat template, interactive (default: on when the "
+                   "model has a chat template or one is given).")
+@click.option("-st", "--single-turn", is_flag=True,
+              help="Conversation mode: answer one turn, then exit (no input is read when -p gives the turn).")
+@click.option("-sys", "--system-prompt", "system_prompt", default=None, help="System message (conversation mode).")
+@click.option("-sysf", "--system-prompt-file", "system_prompt_file", metavar="FNAME", default=None,
+              help="Read the system message from a file (one trailing newline is dropped).")
+@click.option("--chat-template", "chat_template", metavar="NAME", default=None,
+              help="Use this built-in chat template instead of the model's: "
+                   + ", ".join(_chat_names()) + ".")
+@click.option("--chat-template-file", "chat_template_file", metavar="JINJA_FILE", default=None,
+              help="Use this Jinja chat template instead of the model's.")
+@click.option("-i", "--interactive", is_flag=True, help="Interactive mode: the user types after a reverse "
+              "prompt, an end of text, -n tokens or Ctrl+C.")
+@click.option("-if", "--interactive-first", "interactive_first", is_flag=True,
+              help="Interactive mode, waiting for input right away.")
+@click.option("-r", "--reverse-prompt", "reverse_prompts", multiple=True, metavar="PROMPT",
+              help="Stop generating at PROMPT; in interactive mode hand control to the user (repeatable).")
+@click.option("--in-prefix", default="", metavar="STRING",
+              help="Text put before each user input (turns the chat template off).")
+@click.option("--in-suffix", default="", metavar="STRING",
+              help="Text put after each user input (turns the chat template off).")
+@click.option("--in-prefix-bos", is_flag=True, help="Put a BOS token before each user input (turns the chat "
+              "template off).")
+@click.option("-mli", "--multiline-input", "multiline", is_flag=True,
+              help="Input goes on over several lines until one ends with '\\' (or '/').")
+@click.option("-co", "--color", "color", default="auto", show_default=True, is_flag=False, flag_value="on",
+              metavar="[on|off|auto]", help="Colour the prompt and the user's input apart from the generation "
+              "(auto: when printing to a terminal).")
+@click.option("--simple-io", is_flag=True, help="Accepted for llama.cpp compatibility (input is always "
+              "read line by line).")
+@click.option("--keep", "n_keep", type=int, default=0, show_default=True,
+              help="Tokens of the prompt kept when the context shifts (-1 = all).")
+@click.option("--context-shift/--no-context-shift", "context_shift", default=False, show_default=True,
+              help="When the context is full, drop half of the tokens after --keep and go on.")
+@click.option("--prompt-cache", "prompt_cache", metavar="FNAME", default=None,
+              help="File caching the evaluated prompt: a later run with the same prompt start skips evaluating it.")
+@click.option("--prompt-cache-all", is_flag=True,
+              help="Save the user's input and the generation to the prompt cache too.")
+@click.option("--prompt-cache-ro", is_flag=True, help="Use the prompt cache but never update it.")
 @click.option("--perf/--no-perf", "perf", default=True, show_default=True, help="Print timings at the end.")
 @version_option()
 @click.pass_context
@@ -191,12 +208,16 @@ def cli(ctx, model, prompt, prompt_file, n_predict, n_ctx, n_batch, n_ubatch, n_
         dry_multiplier, dry_base, dry_allowed_length, dry_penalty_last_n, dry_breakers, mirostat, mirostat_lr,
         mirostat_ent, logit_bias, ignore_eos, grammar, grammar_file, json_schema,
         json_schema_file, cache_type_k, cache_type_v,
-        verbose_prompt, special, display_prompt, no_cnv, perf):
-    """Complete a prompt with a GGUF model (llama-completion without conversation mode).
+        verbose_prompt, special, display_prompt, conversation, single_turn, system_prompt, system_prompt_file,
+        chat_template, chat_template_file, interactive, interactive_first, reverse_prompts, in_prefix,
+        in_suffix, in_prefix_bos, multiline, color, simple_io, n_keep, context_shift, prompt_cache,
+        prompt_cache_all, prompt_cache_ro, perf):
+    """Complete a prompt, or chat, with a GGUF model (llama-completion's flags).
 
     \b
-    Example:
-      llamapy-cli -m model.gguf -p "I believe the meaning of life is" -n 128 --temp 0
+    Examples:
+      llamapy-cli -m model.gguf -p "I believe the meaning of life is" -n 128 -no-cnv
+      llamapy-cli -m model.gguf -sys "You are a helpful assistant"
     """
     # -- flag values (before any loading) -------------------------------------------------------
     for name, value, lo in (("-c", n_ctx, 0), ("-b", n_batch, 1), ("-ub", n_ubatch, 1)):
@@ -221,16 +242,18 @@ def cli(ctx, model, prompt, prompt_file, n_predict, n_ctx, n_batch, n_ubatch, n_
     breakers = dry_sequence_breakers(dry_breakers, escape)
 
     if prompt_file is not None:
-        try:
-            with open(prompt_file, encoding="utf-8", errors="replace", newline="") as fh:
-                prompt = fh.read()
-        except OSError as e:
-            fail(f"failed to open file '{prompt_file}': {e.strerror or e}")
-        if prompt.endswith("\n"):
-            prompt = prompt[:-1]
-    prompt = prompt or ""
-    if escape:
-        prompt = process_escapes(prompt)
+        prompt = _read_text(prompt_file)
+    if system_prompt_file is not None:
+        system_prompt = _read_text(system_prompt_file)
+    prompt, system_prompt = prompt or "", system_prompt or ""
+    if escape:   # as llama.cpp: the prompt, the input prefix/suffix and the reverse prompts (not -sys)
+        prompt, in_prefix, in_suffix = process_escapes(prompt), process_escapes(in_prefix), process_escapes(in_suffix)
+        reverse_prompts = tuple(process_escapes(r) for r in reverse_prompts)
+    color = color.lower()
+    if color not in ("on", "off", "auto", "true", "1", "false", "0", "enabled", "disabled"):
+        fail(f"unknown value for --color: '{color}'")
+    if prompt_cache_all and (interactive or interactive_first):
+        fail("--prompt-cache-all not supported in interactive mode yet")
 
     import numpy as np
 
@@ -274,15 +297,25 @@ def cli(ctx, model, prompt, prompt_file, n_predict, n_ctx, n_batch, n_ubatch, n_
     if bad:
         fail(f"--logit-bias: token id {bad[0]} out of range [0, {cfg.n_vocab})")
 
-    # -- prompt ---------------------------------------------------------------------------------
-    ids = tok.encode(prompt, add_special=True, parse_special=True)
-    if not ids:
-        if tok.bos_id is not None and tok.add_bos:
-            ids = [tok.bos_id]
+    # -- chat template ----------------------------------------------------------------------------
+    has_template = bool(chat_template or chat_template_file or reader.get("tokenizer.chat_template"))
+    if conversation is None:
+        conversation = has_template
+        if conversation:
+            _err("main: chat template is available, enabling conversation mode (disable it with -no-cnv)")
+    elif conversation and not has_template:
+        _err("main: chat template is not available or is not supported. "
+             "This may cause the model to output suboptimal responses")
+    chat = None
+    if conversation:
+        if in_prefix or in_suffix or in_prefix_bos:
+            _err("main: in-suffix/prefix is specified, chat template will be disabled")
         else:
-            fail("input is empty")
-    if len(ids) > n_ctx - 4:
-        fail(f"prompt is too long ({len(ids)} tokens, max {n_ctx - 4})")
+            chat = _chat_template(reader, tok, chat_template, chat_template_file)
+            if prompt and not system_prompt:
+                _err("*** User-specified prompt will pre-start conversation, "
+                     "did you mean to set --system-prompt (-sys) instead?")
+            _err(f"main: chat template example:\n{_chat_example(chat)}\n")
 
     try:
         mdl = Model(reader, n_ctx=n_ctx, n_batch=min(n_batch, n_ubatch),
@@ -293,45 +326,77 @@ def cli(ctx, model, prompt, prompt_file, n_predict, n_ctx, n_batch, n_ubatch, n_
 
     from llamapy.runtime import system_info
     _err(f"system_info: n_threads = {mdl.n_threads} | {system_info()}")
-    if verbose_prompt:
-        _err(f"main: prompt: '{prompt}'")
-        _err(f"main: number of tokens in prompt = {len(ids)}")
-        for t in ids:
-            _err(f"{t:6d} -> '{tok.token_to_piece(t, special=True).decode('utf-8', errors='replace')}'")
-        _err()
+
+    # -- the run --------------------------------------------------------------------------------
+    from llamapy.cli.console import Console, tty_can_use_colors
+    from llamapy.cli.session import Options, Session, SessionError
+    from llamapy.generate import GenStats, format_perf
+    use_color = color in ("on", "true", "1", "enabled") or (color == "auto" and tty_can_use_colors())
+    opts = Options(n_ctx=n_ctx, n_predict=n_predict, n_batch=n_batch, n_keep=n_keep, context_shift=context_shift,
+                   interactive=interactive, interactive_first=interactive_first, conversation=conversation,
+                   single_turn=single_turn, reverse_prompts=reverse_prompts, in_prefix=in_prefix,
+                   in_suffix=in_suffix, in_prefix_bos=in_prefix_bos, multiline=multiline, escape=escape,
+                   special=special, display_prompt=display_prompt, verbose_prompt=verbose_prompt,
+                   prompt_cache=prompt_cache, prompt_cache_all=prompt_cache_all, prompt_cache_ro=prompt_cache_ro)
+    stats = GenStats(load_ms=load_ms)
+
+    def print_perf():
+        if perf:
+            for line in format_perf(stats):
+                _err(line)
 
     try:
         sampler = Sampler(params, cfg.n_vocab, tok.vocab.eog_ids, tokenizer=tok, grammar=grammar)
     except ValueError as e:  # a <token> reference this vocabulary lacks
         fail(str(e))
-    _print_sampler(sampler, params, n_ctx, mdl.n_batch, n_predict)
-
-    # -- generate -------------------------------------------------------------------------------
-    from llamapy.generate import Generation, GenStats, format_perf
-    stats = GenStats(load_ms=load_ms)
-    if display_prompt:
-        dec = tok.stream(special=special)
-        _out("".join(dec.feed(t) for t in ids) + dec.flush())
-    gen = Generation(mdl, tok, sampler, ids, max_tokens=n_predict if n_predict >= 0 else -1, special=special,
-                     stats=stats, n_ctx=n_ctx)
+    session = Session(mdl, tok, sampler, opts, Console(color=use_color), chat=chat, stats=stats,
+                      print_perf=print_perf)
     try:
-        for step in gen:
-            _out(step.text)
-    except KeyboardInterrupt:
-        _err()
-        if perf:
-            for line in format_perf(stats.finish()):
-                _err(line)
-        _err("Interrupted by user")
-        sys.exit(130)
-    if gen.finish_reason == "stop":
-        _out(" [end of text]\n")
-    elif gen.finish_reason == "context":
-        _err("\n\nmain: context full and context shift is disabled => stopping")
-    if perf:
-        _err("\n")
-        for line in format_perf(stats):
-            _err(line)
+        session.prepare(prompt, system_prompt)
+    except SessionError as e:
+        fail(str(e))
+    session.print_mode()
+    _print_sampler(sampler, params, n_ctx, mdl.n_batch, n_predict, session.n_keep)
+    session.print_banner()
+    session.run()
+    try:
+        session.finish()
+    except OSError as e:
+        fail(f"failed to save the prompt cache '{prompt_cache}': {e.strerror or e}")
+    _err("\n")
+    stats.finish()
+    print_perf()
+
+
+def _read_text(path: str) -> str:
+    """-f / -sysf: the file's text, one trailing newline dropped."""
+    try:
+        with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+            text = fh.read()
+    except OSError as e:
+        fail(f"failed to open file '{path}': {e.strerror or e}")
+    return text[:-1] if text.endswith("\n") else text
+
+
+def _chat_template(reader, tok, name, file):
+    from llamapy.chat import ChatTemplate, ChatTemplateError
+    try:
+        return ChatTemplate.for_model(reader, name=name, file=file, tokenizer=tok)
+    except ChatTemplateError as e:
+        fail(f"--chat-template-file: {one_line(e)}")
+    except ValueError as e:
+        fail(f"--chat-template: {one_line(e)}")
+
+
+def _chat_example(chat) -> str:
+    """The conversation llama.cpp shows to illustrate the template in use."""
+    from llamapy.chat import ChatTemplateError
+    example = [{"role": "system", "content": "You are a helpful assistant"}, {"role": "user", "content": "Hello"},
+               {"role": "assistant", "content": "Hi there"}, {"role": "user", "content": "How are you?"}]
+    try:
+        return chat.render(example, add_generation_prompt=True)
+    except ChatTemplateError as e:
+        fail(one_line(e))
 
 
 def _apply_model_sampling(ctx, reader, params):
@@ -352,7 +417,7 @@ def _apply_model_sampling(ctx, reader, params):
             pass
 
 
-def _print_sampler(sampler, p, n_ctx, n_batch, n_predict):
+def _print_sampler(sampler, p, n_ctx, n_batch, n_predict, n_keep):
     _err(f"sampler seed: {sampler.seed}")
     _err("sampler params: \n"
          f"\trepeat_last_n = {p.repeat_last_n}, repeat_penalty = {p.repeat_penalty:.3f}, "
@@ -364,7 +429,7 @@ def _print_sampler(sampler, p, n_ctx, n_batch, n_predict):
          f"typical_p = {p.typical:.3f}, top_n_sigma = {p.top_n_sigma:.3f}, temp = {p.temp:.3f}\n"
          f"\tmirostat = {p.mirostat}, mirostat_lr = {p.mirostat_lr:.3f}, mirostat_ent = {p.mirostat_ent:.3f}")
     _err(f"sampler chain: {' -> '.join(s.name for s in sampler.chain)}")
-    _err(f"generate: n_ctx = {n_ctx}, n_batch = {n_batch}, n_predict = {n_predict}, n_keep = 0")
+    _err(f"generate: n_ctx = {n_ctx}, n_batch = {n_batch}, n_predict = {n_predict}, n_keep = {n_keep}")
     _err()
 
 

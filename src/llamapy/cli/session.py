@@ -211,7 +211,7 @@ class Session:
                 while len(self.embd_inp) > self.n_consumed:
                     t = self.embd_inp[self.n_consumed]
                     embd.append(t)
-                    self._accept(t)
+                    self._accept(t, generated=False)   # input tokens do not advance a grammar
                     self.n_consumed += 1
                     if len(embd) == o.n_batch:
                         break
@@ -345,13 +345,13 @@ class Session:
     def _sample(self) -> int:
         t0 = time.perf_counter()
         tok = self.sampler.sample(self.logits[0])
-        self._accept(tok)
+        self._accept(tok, generated=True)
         self.stats.sample_ms += (time.perf_counter() - t0) * 1e3
         self.stats.n_sample += 1
         return tok
 
-    def _accept(self, tok: int) -> None:
-        self.sampler.accept(tok)
+    def _accept(self, tok: int, generated: bool) -> None:
+        self.sampler.accept(tok, is_generated=generated)
         self.prev.append(tok)
 
     def _reset_sampler(self) -> None:
