@@ -1,7 +1,7 @@
 """llamapy: run and measure quantized LLMs on the CPU, interchangeable with llama.cpp's GGUF files."""
 __version__ = "0.1.0"
 
-__all__ = ["Llama", "__version__"]
+__all__ = ["Llama", "LlamaGrammar", "__version__"]
 
 
 def __getattr__(name):
@@ -9,4 +9,7 @@ def __getattr__(name):
     if name == "Llama":
         from llamapy.api import Llama
         return Llama
+    if name == "LlamaGrammar":
+        from llamapy.grammar import LlamaGrammar
+        return LlamaGrammar
     raise AttributeError(f"module 'llamapy' has no attribute {name!r}")

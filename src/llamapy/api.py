@@ -20,6 +20,7 @@ from typing import Iterator
 
 from llamapy.chat import ChatTemplate
 from llamapy.generate import Generation, GenStats, format_perf
+from llamapy.grammar import response_format_grammar
 from llamapy.sampling import DEFAULT_SEED, Sampler, SamplingParams
 
 __all__ = ["Llama"]
@@ -136,12 +137,13 @@ class Llama:
                           mirostat_eta: float = 0.1, model: str | None = None, logit_bias: dict | None = None,
                           dry_multiplier: float = 0.0, dry_base: float = 1.75, dry_allowed_length: int = 2,
                           dry_penalty_last_n: int = 64, dry_sequence_breakers: list[str] | None = None,
-                          **kwargs):
+                          grammar=None, **kwargs):
         """Complete ``prompt`` (text, tokenized with special tokens parsed, or token ids).
 
         DRY ("don't repeat yourself", off unless ``dry_multiplier`` != 0) takes llama.cpp server's names:
         ``dry_base`` below 1 means the default, ``dry_sequence_breakers`` None the default breakers
-        ("\\n", ":", "\"", "*"), else a non-empty list of strings.
+        ("\\n", ":", "\"", "*"), else a non-empty list of strings. ``grammar``: a ``LlamaGrammar`` (or GBNF
+        text) the completion must follow.
 
         Returns ``{"id", "object": "text_completion", "created", "model", "choices": [{"text", "index",
         "logprobs", "finish_reason"}], "usage": {...}}``, or with ``stream=True`` an iterator of chunks
@@ -152,14 +154,14 @@ class Llama:
             raise ValueError("suffix (infill) is not supported yet")
         if logprobs is not None:
             raise ValueError("logprobs are not supported yet")
-        for name in ("grammar", "logits_processor", "stopping_criteria"):
+        for name in ("logits_processor", "stopping_criteria"):
             if kwargs.get(name) is not None:
                 raise ValueError(f"{name} is not supported yet")
         dry = self._dry_params(dry_multiplier, dry_base, dry_allowed_length, dry_penalty_last_n,
                                dry_sequence_breakers)
         gen, prompt_ids = self._start(prompt, max_tokens, temperature, top_p, min_p, typical_p, stop,
                                       frequency_penalty, presence_penalty, repeat_penalty, top_k, seed,
-                                      mirostat_mode, mirostat_tau, mirostat_eta, logit_bias, dry)
+                                      mirostat_mode, mirostat_tau, mirostat_eta, logit_bias, dry, grammar)
         head = {"id": f"cmpl-{uuid.uuid4()}", "object": "text_completion", "created": int(time.time()),
                 "model": model or self.model_path}
         prompt_text = self.tokenizer_.decode(prompt_ids) if echo else ""
@@ -195,10 +197,12 @@ class Llama:
         ``stream=True`` an iterator of "chat.completion.chunk" dicts: a first ``delta`` ``{"role":
         "assistant"}``, then ``{"content": ...}`` deltas, then ``{}`` with the finish_reason. Generation ends
         at the template's end-of-turn token (an end-of-generation token of the vocabulary) or a stop string.
+        ``response_format`` ``{"type": "json_object"}`` (any JSON object), ``{"type": "json_object", "schema":
+        S}`` or ``{"type": "json_schema", "json_schema": {"schema": S}}`` constrains the reply to JSON (that
+        fits S); it takes precedence over ``grammar`` (a ``LlamaGrammar``), as in llama-cpp-python.
         """
         for name, value in (("functions", functions), ("function_call", function_call), ("tools", tools),
-                            ("tool_choice", tool_choice), ("response_format", response_format),
-                            ("grammar", grammar), ("logits_processor", logits_processor), ("logprobs", logprobs),
+                            ("tool_choice", tool_choice), ("logits_processor", logits_processor), ("logprobs", logprobs),
                             ("top_logprobs", top_logprobs)):
             if value is not None:
                 raise ValueError(f"{name} is not supported yet")
@@ -208,7 +212,7 @@ class Llama:
                                      repeat_penalty=repeat_penalty, top_k=top_k, seed=seed,
                                      mirostat_mode=mirostat_mode, mirostat_tau=mirostat_tau,
                                      mirostat_eta=mirostat_eta, logit_bias=logit_bias, model=model,
-                                     stream=stream)
+                                     stream=stream, grammar=response_format_grammar(response_format) or grammar)
         if stream:
             return self._chat_stream(gen, head)
         gen.run()
@@ -266,7 +270,7 @@ class Llama:
 
     def _start(self, prompt, max_tokens, temperature, top_p, min_p, typical_p, stop, frequency_penalty,
                presence_penalty, repeat_penalty, top_k, seed, mirostat_mode, mirostat_tau, mirostat_eta,
-               logit_bias, dry):
+               logit_bias, dry, grammar=None):
         tok = self.tokenizer_
         if isinstance(prompt, str):
             if prompt == "":
@@ -289,7 +293,7 @@ class Llama:
             mirostat=int(mirostat_mode), mirostat_ent=float(mirostat_tau), mirostat_lr=float(mirostat_eta),
             seed=self._seed if seed is None else int(seed),
             logit_bias={int(k): float(v) for k, v in (logit_bias or {}).items()}, **dry)
-        sampler = Sampler(params, self._model.n_vocab, tok.vocab.eog_ids, tokenizer=tok)
+        sampler = Sampler(params, self._model.n_vocab, tok.vocab.eog_ids, tokenizer=tok, grammar=grammar)
         stats = GenStats(load_ms=self.load_ms if self._first_call else 0.0)
         self._first_call = False
         return Generation(self._model, tok, sampler, prompt_ids, max_tokens=max_tokens, stop=stop or (),

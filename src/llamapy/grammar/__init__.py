@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from .gbnf import Grammar, GrammarError, parse_gbnf
 from .json_schema import SchemaError, json_schema_to_gbnf
-from .llama_grammar import LlamaGrammar
+from .llama_grammar import LlamaGrammar, response_format_grammar
 from .matcher import CompiledGrammar, GrammarMatcher, GrammarStateError, TokenTable
 
 __all__ = ["LlamaGrammar", "Grammar", "GrammarError", "GrammarStateError", "GrammarMatcher", "CompiledGrammar",
-           "SchemaError", "TokenTable", "json_schema_to_gbnf", "parse_gbnf"]
+           "SchemaError", "TokenTable", "json_schema_to_gbnf", "parse_gbnf", "response_format_grammar"]

@@ -51,3 +51,26 @@ class LlamaGrammar:
 
     def __repr__(self) -> str:
         return f"LlamaGrammar({len(self.grammar.rules)} rules)"
+
+
+def response_format_grammar(response_format) -> LlamaGrammar | None:
+    """The grammar an OpenAI-style ``response_format`` asks for, as llama-cpp-python reads it:
+    ``{"type": "json_object"}`` any JSON object, ``{"type": "json_object", "schema": S}`` or
+    ``{"type": "json_schema", "json_schema": {"schema": S}}`` JSON that fits S, ``{"type": "text"}`` none."""
+    if response_format is None:
+        return None
+    if not isinstance(response_format, dict) or "type" not in response_format:
+        raise ValueError('response_format must be a dict with a "type"')
+    kind = response_format["type"]
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        schema = response_format.get("schema")
+    elif kind == "json_schema":
+        inner = response_format.get("json_schema")
+        if not isinstance(inner, dict) or "schema" not in inner:
+            raise ValueError('response_format of type "json_schema" needs {"json_schema": {"schema": ...}}')
+        schema = inner["schema"]
+    else:
+        raise ValueError(f"response_format type {kind!r} is not one of 'text', 'json_object', 'json_schema'")
+    return LlamaGrammar.from_json_schema({"type": "object"} if schema is None else schema)
