@@ -370,14 +370,14 @@ def parse_gbnf(text: str, root: str = "root") -> Grammar:
 
 
 def _left_recursive_rule(rules) -> int | None:
-    """The first rule reachable from itself without consuming input, as llama.cpp detects it (a rule
-    counts as possibly empty when one of its alternatives is empty); None if there is none."""
+    """A rule reachable from itself without consuming input (llama.cpp's test: a rule counts as possibly
+    empty when one of its alternatives is empty); None if there is none."""
     n = len(rules)
     visited, in_progress, may_be_empty = [False] * n, [False] * n, [False] * n
 
-    def visit(i: int) -> bool:
+    def visit(i: int) -> int | None:   # the rule that closes a left-recursive cycle, if any
         if in_progress[i]:
-            return True
+            return i
         in_progress[i] = True
         rule = rules[i]
         at_start = True
@@ -392,8 +392,9 @@ def _left_recursive_rule(rules) -> int | None:
         leftmost = True
         for kind, value in rule:
             if kind == RULE_REF and leftmost:
-                if visit(value):
-                    return True
+                found = visit(value)
+                if found is not None:
+                    return found
                 if not may_be_empty[value]:
                     leftmost = False
             elif kind in (END, ALT):
@@ -402,11 +403,13 @@ def _left_recursive_rule(rules) -> int | None:
                 leftmost = False
         in_progress[i] = False
         visited[i] = True
-        return False
+        return None
 
     for i in range(n):
-        if not visited[i] and visit(i):
-            return i
+        if not visited[i]:
+            found = visit(i)
+            if found is not None:
+                return found
     return None
 
 
