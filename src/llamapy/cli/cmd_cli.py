@@ -172,6 +172,9 @@ def _chat_names() -> tuple[str, ...]:
                    + ", ".join(_chat_names()) + ".")
 @click.option("--chat-template-file", "chat_template_file", metavar="JINJA_FILE", default=None,
               help="Use this Jinja chat template instead of the model's.")
+@click.option("--jinja/--no-jinja", "jinja", default=False, show_default=True,
+              help="Render the model's own Jinja chat template (off: the llama.cpp built-in it is recognised "
+                   "as, as llama-completion does; a template no built-in matches is rendered as Jinja).")
 @click.option("-i", "--interactive", is_flag=True, help="Interactive mode: the user types after a reverse "
               "prompt, an end of text, -n tokens or Ctrl+C.")
 @click.option("-if", "--interactive-first", "interactive_first", is_flag=True,
@@ -209,7 +212,7 @@ def cli(ctx, model, prompt, prompt_file, n_predict, n_ctx, n_batch, n_ubatch, n_
         mirostat_ent, logit_bias, ignore_eos, grammar, grammar_file, json_schema,
         json_schema_file, cache_type_k, cache_type_v,
         verbose_prompt, special, display_prompt, conversation, single_turn, system_prompt, system_prompt_file,
-        chat_template, chat_template_file, interactive, interactive_first, reverse_prompts, in_prefix,
+        chat_template, chat_template_file, jinja, interactive, interactive_first, reverse_prompts, in_prefix,
         in_suffix, in_prefix_bos, multiline, color, simple_io, n_keep, context_shift, prompt_cache,
         prompt_cache_all, prompt_cache_ro, perf):
     """Complete a prompt, or chat, with a GGUF model (llama-completion's flags).
@@ -299,19 +302,24 @@ def cli(ctx, model, prompt, prompt_file, n_predict, n_ctx, n_batch, n_ubatch, n_
 
     # -- chat template ----------------------------------------------------------------------------
     has_template = bool(chat_template or chat_template_file or reader.get("tokenizer.chat_template"))
-    if conversation is None:
+    auto_conversation = conversation is None
+    if auto_conversation:
         conversation = has_template
-        if conversation:
-            _err("main: chat template is available, enabling conversation mode (disable it with -no-cnv)")
+    template_off = bool(in_prefix or in_suffix or in_prefix_bos)   # these turn the chat template off
+    chat = None
+    if (conversation and not template_off) or chat_template or chat_template_file:
+        chat = _chat_template(reader, tok, chat_template, chat_template_file, jinja)   # bad flags fail here
+    if auto_conversation and conversation:
+        _err("main: chat template is available, enabling conversation mode (disable it with -no-cnv)")
     elif conversation and not has_template:
         _err("main: chat template is not available or is not supported. "
              "This may cause the model to output suboptimal responses")
-    chat = None
+    if not conversation or template_off:
+        chat = None
     if conversation:
-        if in_prefix or in_suffix or in_prefix_bos:
+        if chat is None:
             _err("main: in-suffix/prefix is specified, chat template will be disabled")
         else:
-            chat = _chat_template(reader, tok, chat_template, chat_template_file)
             if prompt and not system_prompt:
                 _err("*** User-specified prompt will pre-start conversation, "
                      "did you mean to set --system-prompt (-sys) instead?")
@@ -378,8 +386,13 @@ def _read_text(path: str) -> str:
     return text[:-1] if text.endswith("\n") else text
 
 
-def _chat_template(reader, tok, name, file):
-    from llamapy.chat import ChatTemplate, ChatTemplateError
+def _chat_template(reader, tok, name, file, jinja):
+    from llamapy.chat import ChatTemplate, ChatTemplateError, detect_template
+    if name is None and file is None and not jinja:
+        # llama-completion without --jinja renders the built-in the model's template is recognised as
+        # (chatml when the model has none); the Jinja text is rendered only when nothing matches
+        source = reader.get("tokenizer.chat_template")
+        name = detect_template(str(source)) if source else "chatml"
     try:
         return ChatTemplate.for_model(reader, name=name, file=file, tokenizer=tok)
     except ChatTemplateError as e:
