@@ -50,6 +50,9 @@ def save(path, model, tokens, n_kv: int) -> None:
             f.write(tokens.tobytes())
             f.write(np.ascontiguousarray(k).tobytes())
             f.write(np.ascontiguousarray(v).tobytes())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)      # mkstemp made it private; a saved file gets the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
