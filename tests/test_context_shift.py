@@ -128,3 +128,41 @@ def test_generation_across_a_shift_follows_a_fresh_evaluation(model_and_ids):
     bad._fwd.vcache[:, N_KEEP:N_PAST - 1 - N_DISCARD] = v[:, N_KEEP + N_DISCARD:]
     c = bad.eval(kept[-1:], len(kept) - 1)[0]
     assert np.abs(c - first_fresh).max() / np.abs(first_fresh).max() > 1.5 * errors[0]
+
+
+# ---- llamapy-cli: --context-shift, --keep, and the stops ---------------------------------------------------
+
+STORY = "Once upon a time, there was a little fox who lived in the forest."
+
+
+def run_cli(*args):
+    import subprocess
+    import sys
+    from pathlib import Path
+    cli = str(Path(sys.executable).with_name("llamapy-cli"))
+    r = subprocess.run([cli, "-no-cnv", "-t", "1", "-c", "64", "--temp", "0", "--ignore-eos", "-p", STORY, *args],
+                       capture_output=True, stdin=subprocess.DEVNULL, timeout=120)
+    return r, r.stdout.decode(), r.stderr.decode()
+
+
+def test_cli_generates_past_a_full_context_with_context_shift():
+    r, out, err = run_cli("-n", "120", "--context-shift", "--keep", "4")
+    assert r.returncode == 0, err
+    assert "context full" not in err and "n_keep = 4" in err
+    assert "/   119 runs" in err                         # 120 tokens in a 64-token context: two shifts
+    words = out[len(STORY):].split()
+    assert len(words) > 60 and len(set(words[-40:])) > 15, out   # still text after the shifts, not a loop
+    assert sum(w.strip(".,!?\"'").isalpha() for w in words) > 0.9 * len(words)
+
+
+def test_cli_stops_cleanly_when_the_context_is_full():
+    r, out, err = run_cli("-n", "120")                 # context shift is off by default, as in llama.cpp
+    assert r.returncode == 0 and "\n\nmain: context full and context shift is disabled => stopping" in err
+    assert "/    47 runs" in err                          # 16 prompt tokens + 48 = 64
+    r, out, err = run_cli("-n", "-2", "--context-shift")
+    assert r.returncode == 0 and "main: context full and n_predict == -2 => stopping" in err
+
+
+def test_cli_keep_minus_one_keeps_the_whole_prompt():
+    r, out, err = run_cli("-n", "60", "--context-shift", "--keep", "-1")
+    assert r.returncode == 0 and "n_keep = 16" in err and out.startswith(STORY)
