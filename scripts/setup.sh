@@ -24,6 +24,7 @@ python=${PYTHON:-python3}
 .venv/bin/pip install -q --disable-pip-version-check -U pip "setuptools>=77" wheel
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
 
-# The main job: what the kernels found on this CPU, then a greedy completion on the default model.
+# The main job: what the kernels found on this CPU, then a greedy completion on the default model (-no-cnv:
+# a raw completion; without it the model's chat template would start an interactive chat).
 .venv/bin/llamapy info
-.venv/bin/llamapy-cli -p "The three primary colors are" -n 48 --temp 0
+.venv/bin/llamapy-cli -no-cnv -p "The three primary colors are" -n 48 --temp 0 </dev/null

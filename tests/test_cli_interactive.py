@@ -186,3 +186,19 @@ def test_help_lists_the_builtin_templates():
     text = re.sub(r"\s+", " ", r.stdout.decode())
     for name in ("chatml", "llama2", "llama3", "mistral-v7", "gemma", "phi3", "zephyr", "deepseek"):
         assert name in text
+
+
+def run_script(name, stdin, *args, env_extra=None):
+    env = dict(os.environ, LLAMAPY_CLI=CLI, **(env_extra or {}))
+    return subprocess.run(["bash", str(ROOT / "scripts" / name), "-t", "1", "--temp", "0", *args], input=stdin,
+                          capture_output=True, env=env, timeout=120)
+
+
+def test_chat_sh_answers_a_piped_turn():
+    r = run_script("chat.sh", b"What is the capital of France?\n", "-n", "48")
+    out = r.stdout.decode()
+    assert r.returncode == 0, r.stderr.decode()
+    assert out.startswith(Path(BOB).read_text().rstrip("\n"))          # the transcript prompt, echoed
+    reply = out.split("User:")[-2]                                      # Bob's turn, up to the next "User:"
+    assert "Bob:" in reply and "Paris" in reply, out
+    assert out.rstrip().endswith("EOF by user")

@@ -128,3 +128,29 @@ def test_save_and_load_restore_the_cache_bit_for_bit(tmp_path):
     tokens, n_kv = prompt_cache.load(tmp_path / "c.bin", b)
     assert tokens == ids and n_kv == len(ids) - 1
     assert np.array_equal(b.eval(ids[-1:], len(ids) - 1), want)
+
+
+def test_chat_persistent_resumes_on_the_prompt_cache(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    env = dict(__import__("os").environ, LLAMAPY_CLI=CLI, CHAT_SAVE_DIR=str(tmp_path))
+
+    def turn(line):
+        r = subprocess.run(["bash", str(root / "scripts" / "chat-persistent.sh"), "-t", "1", "--temp", "0",
+                            "-n", "24"], input=line.encode() + b"\n", capture_output=True, env=env, timeout=120)
+        assert r.returncode == 0, r.stderr.decode()
+        return r.stdout.decode(), (tmp_path / "last-turn.log").read_text()
+
+    out, log = turn("What is the capital of France?")
+    assert "session file does not exist, will create." in log
+    first_eval = int(re.search(r"prompt eval time =\s+[\d.]+ ms /\s+(\d+) tokens", log).group(1))
+    assert out.count("Assistant:") == 2              # the template's greeting, then the reply
+    transcript = (tmp_path / "transcript.txt").read_text()
+    assert transcript.endswith("\n") and "User: What is the capital of France?\nAssistant:" in transcript
+
+    out, log = turn("Thank you.")                    # a new run: the old conversation is shown, then goes on
+    assert out.startswith(transcript)
+    m = re.search(r"session file matches (\d+) / (\d+) tokens of prompt", log)
+    assert m and int(m.group(1)) > 0.8 * int(m.group(2)), log
+    again = int(re.search(r"prompt eval time =\s+[\d.]+ ms /\s+(\d+) tokens", log).group(1))
+    assert again == int(m.group(2)) - int(m.group(1)) and again < first_eval / 3
+    assert (tmp_path / "transcript.txt").read_text().count("User: ") == 3
