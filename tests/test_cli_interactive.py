@@ -91,6 +91,16 @@ def test_ctrl_c_while_generating_returns_to_the_prompt_then_exits_at_the_prompt(
     assert finish(c) == 130
 
 
+def test_ctrl_c_ends_a_non_interactive_run_with_the_timings():
+    c = spawn("-no-cnv", "-p", "Once upon a time", "-n", "-1", "--ignore-eos", "--color", "off")
+    c.expect("Once upon a time")
+    c.expect(r"\w+ \w+ \w+")
+    c.sendintr()
+    c.expect("total time =")
+    c.expect("Interrupted by user")
+    assert finish(c) == 130
+
+
 def test_interactive_reverse_prompt_hands_control_back():
     c = spawn("-no-cnv", "-i", "-r", "User:", "--in-prefix", " ", "-f", BOB, "-n", "64", "--color", "off")
     c.expect("User:")                                 # the prompt ends with the reverse prompt: user's turn

@@ -1,4 +1,4 @@
-"""The one decode loop shared by the Python API (:class:`llamapy.Llama`) and ``llamapy-cli``.
+"""The decode loop of the Python API (:class:`llamapy.Llama`).
 
     gen = Generation(model, tokenizer, sampler, prompt_ids, max_tokens=128, stop=["\\n\\n"])
     for step in gen:                 # prefill, then forward -> sample -> accept -> detokenize -> stop checks
@@ -9,6 +9,8 @@
 It works like llama-completion without context shift: the prompt fills positions 0..n-1 (its tokens are
 also accepted into the sampler's penalty history), every generated token is evaluated at the next position,
 and generation stops before an evaluation would reach the end of the context (``n_past + 1 >= n_ctx``).
+llamapy-cli runs llama-completion's whole loop instead (llamapy.cli.session: interactive and conversation
+modes, context shift, prompt cache); both produce the same tokens for a plain completion.
 """
 from __future__ import annotations
 
