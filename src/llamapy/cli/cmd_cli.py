@@ -332,9 +332,6 @@ def cli(ctx, model, prompt, prompt_file, n_predict, n_ctx, n_batch, n_ubatch, n_
         fail(f"failed to load model '{model}': {one_line(e)}")
     load_ms = (time.perf_counter() - t_load) * 1e3
 
-    from llamapy.runtime import system_info
-    _err(f"system_info: n_threads = {mdl.n_threads} | {system_info()}")
-
     # -- the run --------------------------------------------------------------------------------
     from llamapy.cli.console import Console, tty_can_use_colors
     from llamapy.cli.session import Options, Session, SessionError
@@ -363,6 +360,8 @@ def cli(ctx, model, prompt, prompt_file, n_predict, n_ctx, n_batch, n_ubatch, n_
         session.prepare(prompt, system_prompt)
     except SessionError as e:
         fail(str(e))
+    from llamapy.runtime import system_info
+    _err(f"system_info: n_threads = {mdl.n_threads} | {system_info()}")
     session.print_mode()
     _print_sampler(sampler, params, n_ctx, mdl.n_batch, n_predict, session.n_keep)
     session.print_banner()

@@ -83,6 +83,7 @@ class Session:
         self.need_insert_eot = False            # Ctrl+C cut a reply short: close it before the next turn
         self.waiting_for_first_input = False
         self.is_antiprompt = False
+        self.pending: list[int] = []            # sampled but not evaluated when the loop ended
         self.decoder = tokenizer.stream(special=opts.special)
         # prompt cache: the file, the tokens whose KV it gave (or that we evaluated since), how many of them
         # this run has walked through, and whether to save once the prompt is evaluated
@@ -261,13 +262,14 @@ class Session:
                 self.n_remain = o.n_predict
                 self.is_interacting = True
         console.write(self.decoder.flush())
-        self._pending = embd   # sampled but not evaluated: goes into a --prompt-cache-all save
+        self.pending = embd
 
     def finish(self) -> None:
         """--prompt-cache-all: save the whole run (unless a context shift made the cache stale)."""
         o = self.opts
         if self.cache_path and o.prompt_cache_all and not o.prompt_cache_ro:
-            tokens = self.session_tokens + list(getattr(self, "_pending", []))
+            # at most one token past the cached ones: the next run evaluates it again for its logits
+            tokens = (self.session_tokens + self.pending)[:self.n_past + 1]
             self.console.info(f"\nmain: saving final output to session file '{self.cache_path}'")
             prompt_cache.save(self.cache_path, self.model, tokens, self.n_past)
             self.console.info(f"saved final session to {self.cache_path}, n_tokens = {len(tokens)}")
