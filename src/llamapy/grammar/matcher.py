@@ -277,13 +277,13 @@ class _Decoded:
         self.val = np.array([p[0] for _, p in decoded], np.int64)
         self.rem = np.array([p[1] for _, p in decoded], np.int8)
         width = int(self.n_cp.max()) + 1 if n else 1
-        cps_t = np.full((width, n), -1, np.int64)
+        slot = {-1: 0}                                    # code point -> index in chars; 0: the padding
+        cid_t = np.zeros((width, n), np.int32)
         for r, (c, _) in enumerate(decoded):
             if c:
-                cps_t[:len(c), r] = c
-        chars, cid = np.unique(cps_t, return_inverse=True)   # chars[0] is the -1 padding
-        self.chars = chars
-        self.cid_t = cid.reshape(cps_t.shape).astype(np.uint16 if chars.size <= 1 << 16 else np.int32)
+                cid_t[:len(c), r] = [slot.setdefault(x, len(slot)) for x in c]
+        self.chars = np.fromiter(slot, np.int64, len(slot))
+        self.cid_t = cid_t.astype(np.uint16) if len(slot) <= 1 << 16 else cid_t
         self.started = np.flatnonzero(self.n_cp > 0)                      # rows with a first code point
         self.unfinished = np.flatnonzero((self.n_cp == 0) & (self.rem > 0))  # only an unfinished character
 
