@@ -139,11 +139,14 @@ def roundf(v):
 
 
 def ref_q8_0(x, with_sum=False):
+    """q8_0 / q8_1 activations as llama.cpp's x86 code makes them: d = amax / 127, q = x * (127 / amax)
+    rounded half to even (its reference quantizer, for files, uses 1 / d and rounds halves away from zero)."""
     b = x.reshape(-1, 32)
-    d = (np.abs(b).max(axis=1) / np.float32(127)).astype(np.float32)
+    amax = np.abs(b).max(axis=1).astype(np.float32)
+    d = (amax / np.float32(127)).astype(np.float32)
     with np.errstate(divide="ignore"):
-        inv = np.where(d != 0, np.float32(1) / d, np.float32(0)).astype(np.float32)
-    q = roundf(b * inv[:, None]).astype(np.int8)
+        inv = np.where(amax != 0, np.float32(127) / amax, np.float32(0)).astype(np.float32)
+    q = np.rint(b * inv[:, None]).astype(np.int8)
     parts = [d.astype(np.float16).view(np.uint8).reshape(-1, 2)]
     if with_sum:
         s = (q.sum(axis=1).astype(np.float32) * d).astype(np.float16)

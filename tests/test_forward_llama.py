@@ -3,15 +3,13 @@
 Reference logits come from llama.cpp (llama-cpp-python, classic attention, f16 KV cache), made by
 scripts/make_forward_refs.py into tests/data/forward/smollm2_q4_1.npz.
 
-How close two implementations can get: SmolLM2-135M Q4_1 quantizes every matmul input to q8_1, and the
-model is chaotic at that rounding. One flipped q8 rounding anywhere moves the final logits by percent:
-perturbing the norm weights by 1e-7 (relative) moves them by up to 6% of the largest logit; our own
-scalar/AVX2/AVX-512 paths (the same math, different float summation order) differ from each other by
-up to 6%; llama.cpp itself gives logits 2-3% apart for the same prompt evaluated in one batch or token by
-token. Only a bit-exact copy of llama.cpp's summation orders (its AVX-512, repack and llamafile kernels,
-its SIMD expf) would get below that. So the end-to-end checks bound the error at that noise level, and
-the exactness is checked where it is achievable: each op against numpy, and our own batch /
-incremental / thread-count paths against each other, bit for bit.
+SmolLM2-135M Q4_1 is chaotic at rounding level (perturbing the norm weights by 1e-7 moves the logits by up
+to 6% of the largest), so agreeing with llama.cpp means computing what it computes, in its order, on its
+x86 build: activations quantized as its AVX code does (127 / amax, halves to even), q4_1 / q8_0 dots with
+one 8-lane fma accumulator per row, its RoPE (contracted products), its exp (ggml_v_expf) in softmax and
+SiLU, and the f16 attention dots in the order of its GEMM for a prompt batch and of ggml_vec_dot_f16 for
+one token. Every one of our ISA paths (scalar, AVX2, AVX-512) does so, and the logits come out equal to
+llama.cpp's bit for bit, for a batch and token by token.
 """
 from __future__ import annotations
 
@@ -24,8 +22,8 @@ from llamapy._kernels import _ops
 from llamapy.models import ModelFetchError, model_path
 
 REFS = Path(__file__).parent / "data" / "forward" / "smollm2_q4_1.npz"
-NOISE_BOUND = 0.1   # max |ours - llama.cpp| / max |llama.cpp|; the measured noise floor is ~0.06 (see above)
-SURE_MARGIN = 0.5   # a reference argmax that beats the runner-up by this much must be reproduced
+ISSUE_BOUND = 1e-3  # max |ours - llama.cpp| / max |llama.cpp| asked for the first step (we are at 0)
+NOISE_BOUND = 0.1   # llama.cpp's own batch vs token-by-token logits differ by ~3% of the largest
 
 
 def f16(x):
@@ -157,32 +155,42 @@ def test_first_step_logits_match_llama_cpp(smollm2, refs, i):
     r = refs[i]
     logits = smollm2.eval(r["tokens"], 0)
     assert logits.shape == (1, smollm2.n_vocab) and logits.dtype == np.float32
-    assert int(logits[0].argmax()) == int(r["last"].argmax())
-    assert rel_err(logits[0], r["last"]) < NOISE_BOUND
-    # the ten most likely next tokens are (almost) the same ones
-    assert len(set(np.argsort(logits[0])[-10:]) & set(np.argsort(r["last"])[-10:])) >= 8
+    assert rel_err(logits[0], r["last"]) < ISSUE_BOUND
+    np.testing.assert_array_equal(logits[0], r["last"])      # in fact bit for bit
+
+
+@pytest.mark.parametrize("isa", _ops.available_isas())
+def test_every_kernel_path_gives_llama_cpps_bits(smollm2, refs, isa):
+    """Prompt batch and one-token step on each ISA this CPU runs (scalar twin included)."""
+    r = refs[1]
+    before = _ops.current_isa()
+    _ops.set_isa(isa)
+    try:
+        np.testing.assert_array_equal(smollm2.eval(r["tokens"], 0)[0], r["last"])
+        step = smollm2.eval([int(r["greedy"][0])], len(r["tokens"]))[0]
+    finally:
+        _ops.set_isa(before)
+    assert int(step.argmax()) == int(r["greedy"][1])
 
 
 def test_all_positions_match_llama_cpp(smollm2, refs):
     r = refs[0]
     logits = smollm2.eval(r["tokens"], 0, all_logits=True)
     assert logits.shape == r["all"].shape
-    for p in range(len(r["tokens"])):
-        assert rel_err(logits[p], r["all"][p]) < NOISE_BOUND
-        assert logits[p].argmax() == r["all"][p].argmax()
+    np.testing.assert_array_equal(logits, r["all"])
 
 
 @pytest.mark.parametrize("i", range(3))
-def test_greedy_steps_match_llama_cpp(smollm2, refs, i):
-    """Teacher-forced over llama.cpp's 24 greedy steps: every confident argmax agrees, nearly all do."""
+def test_greedy_decode_matches_llama_cpp(smollm2, refs, i):
+    """Prompt in one batch, then one token per eval, as llama.cpp made its 24 greedy tokens: all equal."""
     r = refs[i]
-    seq = np.concatenate([r["tokens"], r["greedy"]])
-    n = len(r["tokens"])
-    logits = smollm2.eval(seq, 0, all_logits=True)[n - 1:n - 1 + len(r["greedy"])]
-    ours = logits.argmax(-1)
-    sure = r["margins"] >= SURE_MARGIN
-    np.testing.assert_array_equal(ours[sure], r["greedy"][sure])
-    assert (ours == r["greedy"]).mean() >= 0.85
+    toks = list(r["tokens"])
+    logits = smollm2.eval(toks, 0)[0]
+    out = []
+    for _ in range(len(r["greedy"])):
+        out.append(int(logits.argmax()))
+        logits = smollm2.eval([out[-1]], len(toks) + len(out) - 1)[0]
+    assert out == list(r["greedy"])
 
 
 def test_greedy_decode_runs_incrementally(smollm2, refs):
@@ -200,14 +208,17 @@ def test_greedy_decode_runs_incrementally(smollm2, refs):
 
 @pytest.mark.parametrize("i", range(3))
 def test_batch_and_incremental_agree(smollm2, refs, i):
+    """Token by token, attention sums in llama.cpp's one-token order: the same model up to rounding noise."""
     toks = refs[i]["tokens"]
     batch = smollm2.eval(toks, 0, all_logits=True)
     step = np.concatenate([smollm2.eval([t], p) for p, t in enumerate(toks)])
-    # same kernels row by row, so the bits agree today; any rounding difference would show at % level
-    assert rel_err(step, batch) < 1e-5
+    np.testing.assert_array_equal(step[0], batch[0])     # one position: nothing to sum in attention
+    assert rel_err(step, batch) < NOISE_BOUND
+    assert (step.argmax(-1) == batch.argmax(-1)).mean() >= 0.8
 
 
 def test_chunked_batches_agree(refs):
+    """Chunks of at least two tokens sum in the batch order whatever their size: the same bits."""
     from llamapy.model import Model
     try:
         path = model_path("smollm2", fetch=False)
@@ -215,9 +226,9 @@ def test_chunked_batches_agree(refs):
         pytest.skip(str(e))
     small = Model(path, n_ctx=64, n_batch=4, n_threads=2)
     big = Model(path, n_ctx=64, n_batch=64, n_threads=2)
-    toks = refs[1]["tokens"]
-    assert rel_err(small.eval(toks, 0, all_logits=True), big.eval(toks, 0, all_logits=True)) < 1e-5
-    assert rel_err(small.eval(toks, 0), big.eval(toks, 0)) < 1e-5
+    toks = refs[1]["tokens"][:16]
+    np.testing.assert_array_equal(small.eval(toks, 0, all_logits=True), big.eval(toks, 0, all_logits=True))
+    np.testing.assert_array_equal(small.eval(toks, 0), big.eval(toks, 0))
 
 
 def test_thread_counts_agree(smollm2, refs):

@@ -184,9 +184,10 @@ def test_tiny_model_matches_llama_cpp_with_the_same_cache_types(tiny_path, type_
 
 # ---- the forward pass with each cache type ----
 
-# SmolLM2 Q4_1 is chaotic at q8 rounding (test_forward_llama): ours and llama.cpp's logits differ by ~3% of
-# the largest (~20), and so do llama.cpp's own cache types from each other. So, teacher-forced, llama.cpp's
-# argmax must be ours where it leads by SURE_MARGIN, and nearly everywhere.
+# SmolLM2 Q4_1 is chaotic at q8 rounding (test_forward_llama): llama.cpp's own cache types differ from each
+# other by ~3% of the largest logit (~20), and its batch and one-token logits as much. Teacher-forced (all
+# in one batch, unlike llama.cpp's token-by-token references), llama.cpp's argmax must be ours where it
+# leads by SURE_MARGIN, and nearly everywhere.
 SURE_MARGIN = 1.0
 
 
@@ -215,7 +216,9 @@ def test_batch_incremental_and_threads_agree(smollm2):
     toks = [1, 504, 3575, 282, 4649, 314, 7042, 30, 198]
     batch = smollm2.eval(toks, 0, all_logits=True)
     step = np.concatenate([smollm2.eval([t], p) for p, t in enumerate(toks)])
-    assert np.abs(step - batch).max() / np.abs(batch).max() < 1e-5   # same kernels row by row
+    # llama.cpp's two attention orders (batch, one token): equal at position 0, then rounding apart
+    np.testing.assert_array_equal(step[0], batch[0])
+    assert np.abs(step - batch).max() / np.abs(batch).max() < 0.1
     np.testing.assert_array_equal(smollm2.eval(toks, 0, all_logits=True, n_threads=1), batch)
 
 
@@ -258,16 +261,16 @@ def test_teacher_forced_greedy_matches_llama_cpp(smollm2):
 
 
 @pytest.mark.parametrize("type_k, type_v", PAIRS)
-def test_generation_gives_sensible_text(type_k, type_v):
-    """Free-running greedy text through the API: starts as llama.cpp's with these cache types, and reads well."""
+def test_generation_is_llama_cpps(type_k, type_v):
+    """Free-running greedy text through the API, prompt in a batch then a token per step as llama.cpp made
+    its references: the very same 48 tokens, for every prompt, with every cache type (llama.cpp's own types
+    give different texts: an f32 V turns "The capital of France is" into a date)."""
     from llamapy import Llama
     llm = Llama(model_path("smollm2"), n_ctx=256, n_threads=2, verbose=False,
                 type_k=kv_cache_type_id(type_k), type_v=type_v)
-    c = cases_for(type_k, type_v)[0]                     # "The capital of France is"
-    out = llm(c["prompt"], max_tokens=24, temperature=0)["choices"][0]["text"]
-    assert out.startswith(" Paris.") and c["greedy_text"].startswith(" Paris.")
-    words = out.split()
-    assert len(words) >= 10 and len(set(words)) >= 8
+    for c in cases_for(type_k, type_v):
+        out = llm.create_completion(c["prompt_ids"], max_tokens=len(c["greedy_ids"]), temperature=0)
+        assert out["choices"][0]["text"] == llm.detokenize(c["greedy_ids"]).decode("utf-8", "replace"), c["prompt"]
 
 
 def test_quantized_v_is_refused():

@@ -189,10 +189,18 @@ def vec_dot4x2(int t, int n, const uint8_t[:, ::1] w not None, const uint8_t[:, 
     return out
 
 
-def attn_scores(const float[::1] q not None, const uint16_t[:, :] k not None, float scale, isa=None):
-    """s[j] = scale * (q . f16 row k[j]) through the attention kernel (q: head_dim floats)."""
+def _lanes(int lanes):
+    if lanes not in (16, 64):
+        raise ValueError(f"lanes must be 16 (prompt batch order) or 64 (one-token order), got {lanes}")
+    return lanes
+
+
+def attn_scores(const float[::1] q not None, const uint16_t[:, :] k not None, float scale, isa=None, int lanes=16):
+    """s[j] = scale * (q . f16 row k[j]) through the attention kernel (q: head_dim floats), in the summation
+    order of `lanes` (see kernels.h)."""
     import numpy as np
     cdef const llp_kernels *kt = _table(isa)
+    _lanes(lanes)
     if k.shape[1] != q.shape[0] or (k.shape[0] > 1 and k.strides[1] != 2):
         raise ValueError("k must be (n, head_dim) f16 rows with contiguous elements")
     out = np.zeros(k.shape[0], dtype=np.float32)
@@ -200,20 +208,22 @@ def attn_scores(const float[::1] q not None, const uint16_t[:, :] k not None, fl
     if k.shape[0] == 0 or q.shape[0] == 0:
         return out
     with nogil:
-        kt.attn_scores(<int>q.shape[0], &q[0], &k[0, 0], k.strides[0] // 2, k.shape[0], scale, &s[0])
+        kt.attn_scores(<int>q.shape[0], &q[0], &k[0, 0], k.strides[0] // 2, k.shape[0], scale, &s[0], lanes)
     return out
 
 
 def attn_accum(float[::1] p not None, float pscale, const uint16_t[:, :] v not None, float[::1] acc not None,
-               isa=None):
-    """p = f16(p * pscale) and acc += sum_j p[j] * f16 row v[j], both in place, through the attention kernel."""
+               isa=None, int lanes=16):
+    """p = f16(p * pscale) and acc += sum_j p[j] * f16 row v[j], both in place, through the attention kernel,
+    in the summation order of `lanes` (see kernels.h)."""
     cdef const llp_kernels *kt = _table(isa)
+    _lanes(lanes)
     if v.shape[0] != p.shape[0] or v.shape[1] != acc.shape[0] or (v.shape[1] > 1 and v.strides[1] != 2):
         raise ValueError("v must be (len(p), len(acc)) f16 rows with contiguous elements")
     if v.shape[0] == 0 or acc.shape[0] == 0:
         return
     with nogil:
-        kt.attn_accum(<int>acc.shape[0], &p[0], pscale, &v[0, 0], v.strides[0] // 2, v.shape[0], &acc[0])
+        kt.attn_accum(<int>acc.shape[0], &p[0], pscale, &v[0, 0], v.strides[0] // 2, v.shape[0], &acc[0], lanes)
 
 
 def exp_sum(float[::1] p not None, float mx, isa=None):

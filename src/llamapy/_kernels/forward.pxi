@@ -19,7 +19,6 @@ cdef extern from "include/ops.h" nogil:
                      const int32_t *pos, float base, int neox, const llp_rope_scaling *s)
     int llp_get_rows(int type, const void *W, size_t w_stride, int64_t cols, const int32_t *ids, int64_t n,
                      float *out)
-    void llp_swiglu(const float *g, const float *u, float *out, int64_t n)
     float llp_gelu_tanh(float x)
     void llp_geglu(const float *g, const float *u, float *out, int64_t n)
     void llp_softcap(float *x, float cap, int64_t n)
@@ -28,6 +27,7 @@ cdef extern from "include/ops.h" nogil:
     void llp_scale(float *x, float s, int64_t n)
     void llp_f32_to_f16_row(const float *src, llp_fp16 *dst, int64_t n)
     size_t llp_kv_row_size(int type, int64_t n)
+    void llp_fwht(float *x, int64_t n_chunks, int n)
     int llp_kv_store(int type, const float *src, void *dst, int64_t n)
     ctypedef struct llp_kv:
         const void *k
@@ -136,6 +136,7 @@ cdef class LlamaForward:
     cdef readonly int n_layer, n_embd, n_head, n_kv_head, head_dim, n_ff, n_vocab, n_ctx, n_batch, max_threads
     cdef readonly int rope_dims, rope_neox
     cdef readonly int type_k, type_v            # KV cache element types (ggml ids: f32 0, f16 1, q8_0 8)
+    cdef readonly int k_rot                     # q, k rotated by a Hadamard transform of this size (0: not)
     cdef readonly size_t k_row, v_row           # cache bytes per position and layer
     cdef readonly float eps, rope_base
     cdef llp_rope_scaling rope_scaling   # linear / YaRN RoPE scaling (freq_scale 1, ext_factor 0: none)
@@ -204,6 +205,13 @@ cdef class LlamaForward:
         if llp_kv_row_size(self.type_k, self.head_dim) == 0:
             raise ValueError(f"K cache type {type_k!r} needs head_dim to be a multiple of 32 (got {self.head_dim})")
         self.k_row, self.v_row = llp_kv_row_size(self.type_k, dkv), llp_kv_row_size(self.type_v, dkv)
+        # llama.cpp rotates q and k ahead of a quantized K cache when head_dim is a multiple of 64, by the
+        # largest power of two dividing head_dim; q . k is unchanged, but K's q8_0 blocks lose less
+        self.k_rot = 0
+        if self.type_k == LLP_Q8_0 and self.head_dim % 64 == 0:
+            self.k_rot = 64
+            while self.head_dim % (2 * self.k_rot) == 0:
+                self.k_rot *= 2
         cdef int ff = self.n_ff, nb = self.n_batch
 
         self.layers = <llp_layer *>calloc(self.n_layer, sizeof(llp_layer))
@@ -274,6 +282,9 @@ cdef class LlamaForward:
         kv.k_type, kv.v_type, kv.k_row, kv.v_row = self.type_k, self.type_v, self.k_row, self.v_row
         kv.q8_dot = kern.vec_dot[LLP_Q8_0]
         kv.kern = kern
+        if self.k_rot:
+            llp_fwht(self.q, n * dq // self.k_rot, self.k_rot)
+            llp_fwht(self.k, n * dkv // self.k_rot, self.k_rot)
         rc |= llp_kv_store(self.type_k, self.k, <uint8_t *>kv.k + pos0 * self.k_row, n * dkv)
         rc |= llp_kv_store(self.type_v, self.v, <uint8_t *>kv.v + pos0 * self.v_row, n * dkv)
         rc |= llp_attention(self.q, dq, &kv, self.att, dq, n, pos0, self.n_head, self.n_kv_head, self.head_dim,
@@ -337,7 +348,7 @@ cdef class LlamaForward:
                 llp_rmsnorm(x, L.ffn_norm, xb, d, nf, eps)
                 # hb = silu(xb Wgate^T) * (xb Wup^T)
                 rc |= _mm_gate_up(kern, L, xb, nf, self.hb, self.hb2, ff, self.work, n_threads)
-                llp_swiglu(self.hb, self.hb2, self.hb, nf * ff)
+                kern.swiglu(self.hb, self.hb2, self.hb, nf * ff)
                 # x += hb Wdown^T
                 rc |= _mm(kern, &L.w_down, self.hb, nf, xb, d, self.work, n_threads)
                 llp_add(x, xb, nf * d)
@@ -501,8 +512,9 @@ def op_rope_ext(float[:, ::1] x not None, const int32_t[::1] pos not None, int n
         raise ValueError(f"cannot rotate {n_dims} dims of heads of {head_dim}")
 
 
-def op_swiglu(const float[::1] g not None, const float[::1] u not None):
-    """silu(g) * u as a new float32 array."""
+def op_swiglu(const float[::1] g not None, const float[::1] u not None, isa=None):
+    """silu(g) * u as a new float32 array (llama.cpp's exp, see llp_ggml_expf), with the kernel of `isa`."""
+    cdef const llp_kernels *k = _table(isa)
     import numpy as np
     if g.shape[0] != u.shape[0]:
         raise ValueError("g and u differ in length")
@@ -510,7 +522,7 @@ def op_swiglu(const float[::1] g not None, const float[::1] u not None):
     cdef float[::1] y = out
     if g.shape[0]:
         with nogil:
-            llp_swiglu(&g[0], &u[0], &y[0], g.shape[0])
+            k.swiglu(&g[0], &u[0], &y[0], g.shape[0])
     return out
 
 

@@ -9,10 +9,9 @@ cdef extern from "include/kernels.h" nogil:
     ctypedef void (*llp_vec_dot4x2_fn)(int n, float *s, size_t ls, const void *vx, size_t bx, const void *vy,
                                        size_t by) noexcept nogil
     ctypedef void (*llp_attn_scores_fn)(int head_dim, const float *q, const uint16_t *k, int64_t stride, int64_t n,
-                                        float scale, float *s) noexcept nogil
+                                        float scale, float *s, int lanes) noexcept nogil
     ctypedef void (*llp_attn_accum_fn)(int head_dim, float *p, float pscale, const uint16_t *v, int64_t stride,
-                                       int64_t n, float *acc) noexcept nogil
-
+                                       int64_t n, float *acc, int lanes) noexcept nogil
     ctypedef struct llp_type_info:
         const char *name
         int blck_size
@@ -36,6 +35,7 @@ cdef extern from "include/kernels.h" nogil:
         llp_attn_scores_fn attn_scores
         llp_attn_accum_fn attn_accum
         double (*exp_sum)(float *p, int64_t n, float mx) noexcept nogil
+        void (*swiglu)(const float *g, const float *u, float *out, int64_t n) noexcept nogil
 
     ctypedef struct llp_cpu_features:
         int sse3, ssse3, avx, avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512dq, avx512vnni, avx512bf16

@@ -96,8 +96,9 @@ int llp_rope_ext(float *x, int64_t n_tok, int64_t row_stride, int n_head, int he
             for (int i = 0; i < n_dims / 2; i++) {
                 const int a = neox ? i : 2 * i, b = neox ? i + n_dims / 2 : 2 * i + 1;
                 const float c = cs[2 * i], sn = cs[2 * i + 1], x0 = v[a], x1 = v[b];
-                v[a] = x0 * c - x1 * sn;
-                v[b] = x0 * sn + x1 * c;
+                /* ggml's C compiled with contraction: the first product fused into the sum */
+                v[a] = fmaf(x0, c, -(x1 * sn));
+                v[b] = fmaf(x0, sn, x1 * c);
             }
         }
     }
@@ -110,10 +111,6 @@ int llp_get_rows(int type, const void *W, size_t w_stride, int64_t cols, const i
     for (int64_t t = 0; t < n; t++)
         llp_types[type].to_float((const uint8_t *)W + (size_t)ids[t] * w_stride, out + t * cols, cols);
     return 0;
-}
-
-void llp_swiglu(const float *g, const float *u, float *out, int64_t n) {
-    for (int64_t i = 0; i < n; i++) out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
 /* ---- GELU through an f16 table, as ggml's CPU backend evaluates it ---- */
@@ -170,6 +167,24 @@ void llp_f32_to_f16_row(const float *src, llp_fp16 *dst, int64_t n) {
     for (int64_t i = 0; i < n; i++) dst[i] = llp_f32_to_fp16(src[i]);
 }
 
+/* x = H x / sqrt(n) on each n-element chunk (n a power of two): llama.cpp's fast Walsh-Hadamard transform,
+ * which it applies to q and k ahead of a quantized K cache (outliers spread over the block, so q8_0 loses
+ * less). Scale first, then butterflies of width 1, 2, ..., n/2: the order fixes the bits. */
+void llp_fwht(float *x, int64_t n_chunks, int n) {
+    const float scale = 1.0f / sqrtf((float)n);
+    for (int64_t c = 0; c < n_chunks; c++) {
+        float *v = x + c * n;
+        for (int j = 0; j < n; j++) v[j] *= scale;
+        for (int len = 1; len < n; len <<= 1)
+            for (int i = 0; i < n; i += 2 * len)
+                for (int j = i; j < i + len; j++) {
+                    const float a = v[j], b = v[j + len];
+                    v[j] = a + b;
+                    v[j + len] = a - b;
+                }
+    }
+}
+
 /* ---- KV cache ---- */
 
 /* f32 -> q8_0 as ggml's CPU backend does it for a q8_0 cache row or the q8_0 side of a dot product
@@ -218,25 +233,24 @@ size_t llp_attention_work_size(int64_t n_ctx, int head_dim) {
     return (size_t)n_ctx + 2 * (size_t)head_dim;
 }
 
-/* sum_i a[i] * b[i] as ggml_vec_dot_f32 with 16-float vectors: 4 x 16 running sums over blocks of 64, folded
- * (0 + 2, 1 + 3, then the two), the 16 lanes summed as a tree; the tail added in double */
-static inline float dot_f32_f32(const float *a, const float *b, int n) {
-    float acc[64] = {0};
-    int i = 0;
-    for (; i + 64 <= n; i += 64)
-        for (int j = 0; j < 64; j++) acc[j] += a[i + j] * b[i + j];
-    for (int j = 0; j < 32; j++) acc[j] += acc[j + 32];
-    for (int j = 0; j < 16; j++) acc[j] += acc[j + 16];
-    for (int w = 8; w >= 1; w /= 2)
-        for (int j = 0; j < w; j++) acc[j] += acc[j + w];
-    double sum = acc[0];
-    for (; i < n; i++) sum += (double)(a[i] * b[i]);
-    return (float)sum;
+/* sum_i a[i] * b[i] with stride-`bs` b, in llama.cpp's f32 orders (see kernels.h for f16): `lanes` lanes with
+ * one fma per element, folded in halves; with 64 lanes (ggml_vec_dot_f32) the elements past the last whole
+ * 64 are fused on in float after the fold, unless `padded` (over cache positions, which llama.cpp pads
+ * with masked ones to a multiple of 256) */
+static float dot_f32_lanes(const float *a, const float *b, int64_t bs, int64_t n, int lanes, int padded) {
+    float lane[64] = {0};
+    const int64_t whole = lanes == 64 && !padded ? n / 64 * 64 : n;
+    for (int64_t i = 0; i < whole; i++) lane[i % lanes] = fmaf(a[i], b[i * bs], lane[i % lanes]);
+    for (int w = lanes / 2; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) lane[l] += lane[l + w];
+    float sum = lane[0];
+    for (int64_t i = whole; i < n; i++) sum = fmaf(a[i], b[i * bs], sum);
+    return sum;
 }
 
 /* one query row of one head against positions j0 .. n_kv - 1; k, v point at this K/V head in position 0 */
 static void attend_one(const float *q, const uint8_t *k, const uint8_t *v, const llp_kv *kv, float *out,
-                       int64_t j0, int64_t n_kv, int head_dim, float scale, float *work) {
+                       int64_t j0, int64_t n_kv, int head_dim, float scale, int lanes, float *work) {
     float *qh = work;                   /* [head_dim] q in K's partner type (f16 values, or q8_0 blocks) */
     float *acc = work + head_dim;       /* [head_dim] f32 accumulator of p . V */
     float *p = work + 2 * head_dim;     /* [n_kv - j0] scores, then probabilities (p[j - j0] for position j) */
@@ -247,13 +261,14 @@ static void attend_one(const float *q, const uint8_t *k, const uint8_t *v, const
     case LLP_F16:
         for (int d = 0; d < head_dim; d++) qh[d] = f16_table[llp_f32_to_fp16(q[d])];
         kv->kern->attn_scores(head_dim, qh, (const llp_fp16 *)(k + j0 * k_row), (int64_t)(k_row / sizeof(llp_fp16)),
-                              n_kv - j0, scale, p);
+                              n_kv - j0, scale, p, lanes);
         for (int64_t j = j0; j < n_kv; j++)
             if (p[j - j0] > mx) mx = p[j - j0];
         break;
     case LLP_F32:
         for (int64_t j = j0; j < n_kv; j++) {
-            p[j - j0] = dot_f32_f32(q, (const float *)(k + j * k_row), head_dim) * scale;
+            /* a batch too: llama.cpp's f32 GEMM never sees q (permuted, and already in K's partner type) */
+            p[j - j0] = dot_f32_lanes(q, (const float *)(k + j * k_row), 1, head_dim, 64, 0) * scale;
             if (p[j - j0] > mx) mx = p[j - j0];
         }
         break;
@@ -276,14 +291,12 @@ static void attend_one(const float *q, const uint8_t *k, const uint8_t *v, const
     if (kv->v_type == LLP_F16) {
         /* out = f16(p) . V */
         kv->kern->attn_accum(head_dim, p, inv, (const llp_fp16 *)(v + j0 * v_row), (int64_t)(v_row / sizeof(llp_fp16)),
-                             n_kv - j0, acc);
+                             n_kv - j0, acc, lanes);
     } else {
-        /* out = p . V */
-        for (int64_t j = j0; j < n_kv; j++) {
-            const float pj = p[j - j0] * inv;
-            const float *vj = (const float *)(v + j * v_row);
-            for (int d = 0; d < head_dim; d++) acc[d] += pj * vj[d];
-        }
+        /* out = p . V, p kept in f32 (an f32 V takes f32 weights) */
+        for (int64_t j = j0; j < n_kv; j++) p[j - j0] *= inv;
+        for (int d = 0; d < head_dim; d++)
+            acc[d] = dot_f32_lanes(p, (const float *)(v + j0 * v_row) + d, (int64_t)(v_row / sizeof(float)), n_kv - j0, lanes, 1);
     }
     memcpy(out, acc, sizeof(float) * (size_t)head_dim);
 }
@@ -303,6 +316,8 @@ int llp_attention(const float *q, int64_t q_stride, const llp_kv *kv, float *out
     const size_t wsize = llp_attention_work_size(n_ctx, head_dim);
     if (n_threads < 1) n_threads = 1;
     if (n_items < n_threads) n_threads = (int)n_items;
+    /* llama.cpp sums f16 attention dots in one order for a batch and another for a single token */
+    const int lanes = n_tok == 1 ? 64 : 16;
     /* every (token, head) is computed whole by one thread: results do not depend on n_threads */
     #pragma omp parallel num_threads(n_threads) if (n_threads > 1)
     {
@@ -318,7 +333,7 @@ int llp_attention(const float *q, int64_t q_stride, const llp_kv *kv, float *out
             const int64_t p = pos0 + t, j0 = (n_swa > 0 && p >= n_swa) ? p - n_swa + 1 : 0;
             attend_one(q + t * q_stride + (int64_t)h * head_dim, (const uint8_t *)kv->k + (size_t)kh * k_head,
                        (const uint8_t *)kv->v + (size_t)kh * v_head, kv, out + t * out_stride + (int64_t)h * head_dim,
-                       j0, p + 1, head_dim, scale, w);
+                       j0, p + 1, head_dim, scale, lanes, w);
         }
     }
     return 0;

@@ -485,13 +485,12 @@ static void vec_dot_bf16_neon(int n, float *restrict s, const void *restrict vx,
 
 INLINE float32x4_t vmax_abs(float32x4_t m, float32x4_t v) { return vmaxq_f32(m, vabsq_f32(v)); }
 
-/* 16 floats times `scale`, rounded (ties away from zero like roundf, or to even like nearest_int),
- * saturated to int8 (the references never exceed 127, except q8_K which clamps to 127 itself). */
-INLINE int8x16_t quant16(const float *x, float scale, int ties_away) {
+/* 16 floats times `scale`, rounded half to even, saturated to int8 (q8_K clamps to 127 itself). */
+INLINE int8x16_t quant16(const float *x, float scale) {
     int32x4_t r[4];
     for (int k = 0; k < 4; k++) {
         const float32x4_t v = vmulq_n_f32(vld1q_f32(x + 4 * k), scale);
-        r[k] = ties_away ? vcvtaq_s32_f32(v) : vcvtnq_s32_f32(v);
+        r[k] = vcvtnq_s32_f32(v);
     }
     const int16x8_t lo = vcombine_s16(vqmovn_s32(r[0]), vqmovn_s32(r[1]));
     const int16x8_t hi = vcombine_s16(vqmovn_s32(r[2]), vqmovn_s32(r[3]));
@@ -505,15 +504,15 @@ INLINE float amax32(const float *x) {
     return vmaxvq_f32(m);
 }
 
-/* q8_0: d = max|x| / 127, q = roundf(x / d) */
+/* q8_0 as the scalar twin (llama.cpp's x86 code): d = max|x| / 127, q = x * (127 / max|x|) rounded half to even */
 static void quantize_row_q8_0_neon(const float *restrict x, void *restrict vy, int64_t k) {
     block_q8_0 *restrict y = vy;
     for (int64_t i = 0; i < k / QK8_0; i++, x += QK8_0) {
-        const float d = amax32(x) / 127;
-        const float id = d ? 1.0f / d : 0.0f;
+        const float m = amax32(x), d = m / 127;
+        const float id = m != 0.0f ? 127.0f / m : 0.0f;
         y[i].d = to_fp16(d);
-        vst1q_s8(y[i].qs, quant16(x, id, 1));
-        vst1q_s8(y[i].qs + 16, quant16(x + 16, id, 1));
+        vst1q_s8(y[i].qs, quant16(x, id));
+        vst1q_s8(y[i].qs + 16, quant16(x + 16, id));
     }
 }
 
@@ -521,9 +520,9 @@ static void quantize_row_q8_0_neon(const float *restrict x, void *restrict vy, i
 static void quantize_row_q8_1_neon(const float *restrict x, void *restrict vy, int64_t k) {
     block_q8_1 *restrict y = vy;
     for (int64_t i = 0; i < k / QK8_1; i++, x += QK8_1) {
-        const float d = amax32(x) / 127;
-        const float id = d ? 1.0f / d : 0.0f;
-        const int8x16_t q0 = quant16(x, id, 1), q1 = quant16(x + 16, id, 1);
+        const float m = amax32(x), d = m / 127;
+        const float id = m != 0.0f ? 127.0f / m : 0.0f;
+        const int8x16_t q0 = quant16(x, id), q1 = quant16(x + 16, id);
         y[i].d = to_fp16(d);
         y[i].s = to_fp16((float)(vaddlvq_s8(q0) + vaddlvq_s8(q1)) * d);
         vst1q_s8(y[i].qs, q0);
@@ -553,7 +552,7 @@ static void quantize_row_q8_K_neon(const float *restrict x, void *restrict vy, i
         }
         const float iscale = -127.f / max;
         for (int j = 0; j < QK_K / 16; j++) {
-            const int8x16_t q = quant16(x + 16 * j, iscale, 0);
+            const int8x16_t q = quant16(x + 16 * j, iscale);
             vst1q_s8(y[i].qs + 16 * j, q);
             y[i].bsums[j] = vaddlvq_s8(q);
         }

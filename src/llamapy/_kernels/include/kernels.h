@@ -27,17 +27,24 @@ typedef void (*llp_vec_dot4x2_fn)(int n, float *restrict s, size_t ls, const voi
 /* Attention over an f16 cache, one query row against n cached rows (stride elements apart):
  *   scores: s[j] = scale * (q . k_j), q of head_dim floats (already rounded through f16, as the cache);
  *   accum:  p[j] = f16(p[j] * pscale) in place (softmax weights rounded as ggml rounds them for an f16 V),
- *           then acc[d] += p[j] * v_j[d], j in order.
- * Every ISA gives the scalar twin's bits: a dot sums lane l = d mod 16 in d order (product rounded, then
- * added), then folds the 16 lanes in halves (l + 8, l + 4, l + 2, l + 1). */
+ *           then acc[d] += sum_j p[j] * v_j[d].
+ * Each dot runs in one of llama.cpp's two CPU orders, so that logits agree with its bit for bit:
+ *   lanes = 16: a prompt batch (its f16 GEMM): element i to lane i mod 16 with one fma per element;
+ *   lanes = 64: one token (ggml_vec_dot_f16): the same with 64 lanes; in scores, elements past the last
+ *               whole 64 add their rounded products in double after the fold (accum pads with zeros).
+ * The lanes then fold in halves (l + lanes/2, ..., l + 1). Every ISA gives the scalar twin's bits. */
 typedef void (*llp_attn_scores_fn)(int head_dim, const float *restrict q, const llp_fp16 *restrict k, int64_t stride,
-                                   int64_t n, float scale, float *restrict s);
+                                   int64_t n, float scale, float *restrict s, int lanes);
 typedef void (*llp_attn_accum_fn)(int head_dim, float *restrict p, float pscale, const llp_fp16 *restrict v,
-                                  int64_t stride, int64_t n, float *restrict acc);
-/* Softmax numerators: p[j] = expf(p[j] - mx), returning their sum in double (lane l = j mod 8 sums in j
- * order, then the 8 lanes fold in halves). One scalar kernel serves every ISA: a SIMD polynomial exp
- * (< 2 ulp) ran pp ~5% faster but moved Gemma 3's perplexity by 0.2% (0.11% -> 0.34% from llama.cpp's). */
+                                  int64_t stride, int64_t n, float *restrict acc, int lanes);
+/* Softmax numerators: p[j] = llp_ggml_expf(p[j] - mx), returning their sum as ggml's soft_max takes it:
+ * each chunk of 16 positions folded in float as above, the chunk sums added in double. */
 typedef double (*llp_exp_sum_fn)(float *p, int64_t n, float mx);
+/* out[i] = silu(g[i]) * u[i], silu(x) = x / (1 + llp_ggml_expf(-x)); out may be g */
+typedef void (*llp_swiglu_fn)(const float *g, const float *u, float *out, int64_t n);
+/* exp(x) computed as llama.cpp's AVX-512 code does (ggml_v_expf: x = n ln2 + b, a degree-5 polynomial in
+ * b, scaled by 2^n), whose bits the softmax and SiLU must reproduce; within 2 ulp of expf */
+float llp_ggml_expf(float x);
 
 typedef struct {
     const char *name;          /* ggml's name: "q4_K" */
@@ -62,6 +69,7 @@ typedef struct {
     llp_attn_scores_fn attn_scores;
     llp_attn_accum_fn attn_accum;
     llp_exp_sum_fn exp_sum;
+    llp_swiglu_fn swiglu;
 } llp_kernels;
 
 /* ---- scalar reference: ref/quants.c, ref/quants_k.c, ref/dot.c ---- */

@@ -51,7 +51,6 @@ int llp_get_rows(int type, const void *W, size_t w_stride, int64_t cols, const i
                  float *out);
 
 /* out[i] = silu(g[i]) * u[i] = g[i] / (1 + exp(-g[i])) * u[i]   (out may alias g or u) */
-void llp_swiglu(const float *g, const float *u, float *out, int64_t n);
 
 /* gelu(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) in float */
 float llp_gelu_tanh(float x);
@@ -80,6 +79,9 @@ void llp_f32_to_f16_row(const float *src, llp_fp16 *dst, int64_t n);
 
 /* Bytes of n cache elements of `type` (LLP_F32, LLP_F16, LLP_Q8_0; n a multiple of 32 for q8_0);
  * 0 for any other type. */
+/* x = H x / sqrt(n) per n-element chunk (n a power of two), as llama.cpp rotates q and k for a quantized
+ * K cache; H H = n I, so applying it twice gives x back (up to rounding) */
+void llp_fwht(float *x, int64_t n_chunks, int n);
 size_t llp_kv_row_size(int type, int64_t n);
 
 /* dst = n floats of src stored as `type` (q8_0: quantized as ggml's CPU backend quantizes a row for a

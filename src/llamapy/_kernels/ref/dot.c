@@ -65,21 +65,31 @@ static void vec_dot_q4_0_q8_0(int n, float *restrict s, const void *restrict vx,
     *s = sum;
 }
 
-/* q4_1 x q8_1: sum over blocks of dx * dy * sum(nibble * q8) + mx * sy (sy = dy * sum(q8)) */
+/* ggml's x86 order for one row (what llama.cpp computes on this CPU class): eight float lanes, lane j
+ * taking each block's integer sum over elements 4j .. 4j+3 times dx*dy with one fma, block after block;
+ * then the lanes are folded (j + 4), (0 + 2, 1 + 3), and the two halves. */
+static inline float fold8(const float a[8]) {
+    float r[4];
+    for (int j = 0; j < 4; j++) r[j] = a[j + 4] + a[j];
+    return (r[0] + r[2]) + (r[1] + r[3]);
+}
+
+/* q4_1 x q8_1: sum over blocks of dx * dy * sum(nibble * q8), plus the chain of mx * sy (sy = dy * sum(q8)) */
 static void vec_dot_q4_1_q8_1(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
     const block_q4_1 *x = vx;
     const block_q8_1 *y = vy;
-    float sum = 0.0f;
+    float lane[8] = {0}, mins = 0.0f;
     for (int ib = 0; ib < n / QK4_1; ib++) {
-        int32_t sumi = 0;
-        for (int j = 0; j < QK4_1 / 2; j++) {
-            sumi += (x[ib].qs[j] & 0x0F) * y[ib].qs[j];
-            sumi += (x[ib].qs[j] >> 4) * y[ib].qs[j + QK4_1 / 2];
+        const float d = llp_fp16_to_f32(x[ib].d) * llp_fp16_to_f32(y[ib].d);
+        mins = fmaf(llp_fp16_to_f32(x[ib].m), llp_fp16_to_f32(y[ib].s), mins);
+        for (int j = 0; j < 8; j++) {
+            int32_t sumi = 0;
+            for (int e = 4 * j; e < 4 * j + 4; e++)
+                sumi += (e < 16 ? x[ib].qs[e] & 0x0F : x[ib].qs[e - 16] >> 4) * y[ib].qs[e];
+            lane[j] = fmaf(d, (float)sumi, lane[j]);
         }
-        sum += (float)sumi * (llp_fp16_to_f32(x[ib].d) * llp_fp16_to_f32(y[ib].d))
-             + llp_fp16_to_f32(x[ib].m) * llp_fp16_to_f32(y[ib].s);
     }
-    *s = sum;
+    *s = fold8(lane) + mins;
 }
 
 /* q5_0 x q8_0: sum over blocks of dx * dy * sum((5-bit value - 16) * q8) */
@@ -117,17 +127,20 @@ static void vec_dot_q5_1_q8_1(int n, float *restrict s, const void *restrict vx,
     *s = sum;
 }
 
-/* q8_0 x q8_0: sum over blocks of dx * dy * sum(qx * qy) */
+/* q8_0 x q8_0: sum over blocks of dx * dy * sum(qx * qy), in ggml's x86 lane order (see fold8) */
 static void vec_dot_q8_0_q8_0(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
     const block_q8_0 *x = vx;
     const block_q8_0 *y = vy;
-    float sum = 0.0f;
+    float lane[8] = {0};
     for (int ib = 0; ib < n / QK8_0; ib++) {
-        int32_t sumi = 0;
-        for (int j = 0; j < QK8_0; j++) sumi += x[ib].qs[j] * y[ib].qs[j];
-        sum += (float)sumi * (llp_fp16_to_f32(x[ib].d) * llp_fp16_to_f32(y[ib].d));
+        const float d = llp_fp16_to_f32(x[ib].d) * llp_fp16_to_f32(y[ib].d);
+        for (int j = 0; j < 8; j++) {
+            int32_t sumi = 0;
+            for (int e = 4 * j; e < 4 * j + 4; e++) sumi += x[ib].qs[e] * y[ib].qs[e];
+            lane[j] = fmaf(d, (float)sumi, lane[j]);
+        }
     }
-    *s = sum;
+    *s = fold8(lane);
 }
 
 /* iq4_nl x q8_0: sum over blocks of dx * dy * sum(table[index] * q8) */
@@ -363,34 +376,90 @@ static void vec_dot_tq2_0_q8_K(int n, float *restrict s, const void *restrict vx
 
 /* ---- attention over an f16 cache (contract and summation order in kernels.h) ---- */
 
-static void attn_scores_ref(int head_dim, const float *restrict q, const llp_fp16 *restrict k, int64_t stride,
-                            int64_t n, float scale, float *restrict s) {
-    for (int64_t j = 0; j < n; j++) {
-        const llp_fp16 *kj = k + j * stride;
-        float lane[16] = {0};
-        for (int d = 0; d < head_dim; d++) lane[d % 16] += q[d] * llp_fp16_to_f32(kj[d]);
-        for (int w = 8; w >= 1; w /= 2)
-            for (int l = 0; l < w; l++) lane[l] += lane[l + w];
-        s[j] = lane[0] * scale;
+/* ---- activation quantizers: ggml's CPU code on x86, not its reference (id = 127 / amax, halves to even) ---- */
+
+static inline float q8_act_block(const float *x, int8_t *qs, llp_fp16 *d16) {
+    float amax = 0.0f;
+    for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
+    const float d = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    *d16 = llp_f32_to_fp16(d);
+    for (int j = 0; j < 32; j++) qs[j] = (int8_t)nearbyintf(x[j] * id);
+    return d;
+}
+
+static void quantize_row_q8_0_act(const float *restrict x, void *restrict vy, int64_t k) {
+    block_q8_0 *y = vy;
+    for (int64_t i = 0; i < k / QK8_0; i++) q8_act_block(x + i * QK8_0, y[i].qs, &y[i].d);
+}
+
+static void quantize_row_q8_1_act(const float *restrict x, void *restrict vy, int64_t k) {
+    block_q8_1 *y = vy;
+    for (int64_t i = 0; i < k / QK8_1; i++) {
+        const float d = q8_act_block(x + i * QK8_1, y[i].qs, &y[i].d);
+        int sum = 0;
+        for (int j = 0; j < QK8_1; j++) sum += y[i].qs[j];
+        y[i].s = llp_f32_to_fp16((float)sum * d);
     }
+}
+
+/* ---- attention pieces ---- */
+/* q . k in llama.cpp's order for `lanes` (16 or 64, see kernels.h) */
+static float f16_row_dot(const float *q, const llp_fp16 *k, int n, int lanes) {
+    float lane[64] = {0};
+    const int whole = lanes == 64 ? n / 64 * 64 : n;
+    for (int d = 0; d < whole; d++) lane[d % lanes] = fmaf(q[d], llp_fp16_to_f32(k[d]), lane[d % lanes]);
+    for (int w = lanes / 2; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) lane[l] += lane[l + w];
+    double sum = lane[0];
+    for (int d = whole; d < n; d++) sum += (double)(q[d] * llp_fp16_to_f32(k[d]));
+    return (float)sum;
+}
+
+static void attn_scores_ref(int head_dim, const float *restrict q, const llp_fp16 *restrict k, int64_t stride,
+                            int64_t n, float scale, float *restrict s, int lanes) {
+    for (int64_t j = 0; j < n; j++) s[j] = f16_row_dot(q, k + j * stride, head_dim, lanes) * scale;
 }
 
 static void attn_accum_ref(int head_dim, float *restrict p, float pscale, const llp_fp16 *restrict v, int64_t stride,
-                           int64_t n, float *restrict acc) {
+                           int64_t n, float *restrict acc, int lanes) {
     for (int64_t j = 0; j < n; j++) p[j] = llp_fp16_to_f32(llp_f32_to_fp16(p[j] * pscale));
-    for (int64_t j = 0; j < n; j++)
-        for (int d = 0; d < head_dim; d++) acc[d] += p[j] * llp_fp16_to_f32(v[j * stride + d]);
+    for (int d = 0; d < head_dim; d++) {
+        float lane[64] = {0};
+        for (int64_t j = 0; j < n; j++) lane[j % lanes] = fmaf(p[j], llp_fp16_to_f32(v[j * stride + d]), lane[j % lanes]);
+        for (int w = lanes / 2; w >= 1; w /= 2)
+            for (int l = 0; l < w; l++) lane[l] += lane[l + w];
+        acc[d] += lane[0];
+    }
 }
 
+/* exp as ggml's AVX-512 ggml_v_expf (see kernels.h) */
+float llp_ggml_expf(float x) {
+    const float r = 0x1.8p23f;
+    const float n = fmaf(x, 0x1.715476p+0f, r) - r;
+    const float b = fmaf(-n, 0x1.7f7d1cp-20f, fmaf(-n, 0x1.62e4p-1f, x));
+    const float u = b * b;
+    const float j = fmaf(fmaf(fmaf(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, fmaf(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)), u,
+                         fmaf(0x1.ffffecp-1f, b, 1.0f));
+    if (n != n) return n;
+    if (fabsf(n) > 192.0f) return n <= 0.0f ? 0.0f : INFINITY;
+    return ldexpf(j, (int)n);
+}
+
+/* p[j] = exp(p[j] - mx); the sum as ggml's soft_max: each chunk of 16 folded in float, chunks summed in double */
 static double exp_sum_ref(float *p, int64_t n, float mx) {
-    double lane[8] = {0};
-    for (int64_t j = 0; j < n; j++) {
-        p[j] = expf(p[j] - mx);
-        lane[j % 8] += (double)p[j];
+    double sum = 0.0;
+    for (int64_t c = 0; c < n; c += 16) {
+        float lane[16] = {0};
+        for (int64_t j = c; j < c + 16 && j < n; j++) lane[j - c] = p[j] = llp_ggml_expf(p[j] - mx);
+        for (int w = 8; w >= 1; w /= 2)
+            for (int l = 0; l < w; l++) lane[l] += lane[l + w];
+        sum += (double)lane[0];
     }
-    for (int w = 4; w >= 1; w /= 2)
-        for (int l = 0; l < w; l++) lane[l] += lane[l + w];
-    return lane[0];
+    return sum;
+}
+
+static void swiglu_ref(const float *g, const float *u, float *out, int64_t n) {
+    for (int64_t i = 0; i < n; i++) out[i] = g[i] / (1.0f + llp_ggml_expf(0.0f - g[i])) * u[i];
 }
 
 void llp_register_scalar(llp_kernels *k) {
@@ -408,8 +477,8 @@ void llp_register_scalar(llp_kernels *k) {
     }
 
     /* activation quantizers */
-    k->from_float[LLP_Q8_0] = quantize_row_q8_0_ref;
-    k->from_float[LLP_Q8_1] = quantize_row_q8_1_ref;
+    k->from_float[LLP_Q8_0] = quantize_row_q8_0_act;
+    k->from_float[LLP_Q8_1] = quantize_row_q8_1_act;
     k->from_float[LLP_Q8_K] = quantize_row_q8_K_ref;
     k->from_float[LLP_F16] = quantize_row_f16_ref;
     k->from_float[LLP_BF16] = quantize_row_bf16_ref;
@@ -417,4 +486,5 @@ void llp_register_scalar(llp_kernels *k) {
     k->attn_scores = attn_scores_ref;
     k->attn_accum = attn_accum_ref;
     k->exp_sum = exp_sum_ref;
+    k->swiglu = swiglu_ref;
 }

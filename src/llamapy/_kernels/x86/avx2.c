@@ -8,6 +8,7 @@
  * Tuned on Zen 4, where the vector pipes, not the loads, bound these loops: integer multiplies share two
  * pipes with each other and FMA shares one of them, so the work per block is kept to few vector ops and
  * the per-block fp16 scales are packed by the integer pipes (see DOT_Q8_0_BODY). */
+#include <math.h>
 #include "../include/kernels.h"
 
 #if defined(__x86_64__)
@@ -150,9 +151,14 @@ static void vec_dot_q5_0_q8_0(int n, float *restrict s, const void *restrict vx,
     DOT_Q8_0_BODY(block_q5_0, idot_q5_0)
 }
 
-/* q8_0 . q8_0: sum of dx*dy * sum(qx * qy) */
+/* q8_0 . q8_0 in llama.cpp's x86 order (the scalar twin's): one accumulator, one fma per block */
 static void vec_dot_q8_0_q8_0(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
-    DOT_Q8_0_BODY(block_q8_0, idot_q8_0)
+    const block_q8_0 *x = vx, *y = vy;
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < n / QK8_0; i++)
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_f32(x[i].d) * fp16_to_f32(y[i].d)),
+                              _mm256_cvtepi32_ps(idot_q8_0(&x[i], &y[i])), acc);
+    *s = hsum_ps(acc);
 }
 
 /* iq4_nl . q8_0: sum of dx*dy * sum(table[index] * q), the table looked up with pshufb */
@@ -195,9 +201,19 @@ static inline __m256i idot_q5_1(const block_q5_1 *x, const block_q8_1 *y) {
     }                                                                                         \
     *s = hsum_ps(_mm256_add_ps(acc0, acc1)) + hsum_ps(_mm256_blend_ps(_mm256_setzero_ps(), mins, 0xAA)) + tail_mins;
 
-/* q4_1 . q8_1: sum of dx*dy * sum(nibble * q) + m*s */
+/* q4_1 . q8_1 in llama.cpp's x86 order (the scalar twin's): one accumulator, one fma per block, and the
+ * m * s terms in a scalar fma chain added last */
 static void vec_dot_q4_1_q8_1(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
-    DOT_Q8_1_BODY(block_q4_1, idot_q4_1)
+    const block_q4_1 *x = vx;
+    const block_q8_1 *y = vy;
+    __m256 acc = _mm256_setzero_ps();
+    float mins = 0.0f;
+    for (int i = 0; i < n / QK8_1; i++) {
+        mins = fmaf(fp16_to_f32(x[i].m), fp16_to_f32(y[i].s), mins);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_f32(x[i].d) * fp16_to_f32(y[i].d)),
+                              _mm256_cvtepi32_ps(idot_q4_1(&x[i], &y[i])), acc);
+    }
+    *s = hsum_ps(acc) + mins;
 }
 
 /* q5_1 . q8_1: sum of dx*dy * sum((nibble | bit << 4) * q) + m*s */
@@ -543,29 +559,48 @@ static inline float fold16(__m256 lo, __m256 hi) {
     return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
 }
 
-/* Products are rounded before they are added (no FMA), as in the scalar twin, for the same bits. */
-static void attn_scores(int head_dim, const float *restrict q, const llp_fp16 *restrict k, int64_t stride,
-                        int64_t n, float scale, float *restrict s) {
-    for (int64_t j = 0; j < n; j++) {
-        const llp_fp16 *kj = k + j * stride;
-        __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
-        int d = 0;
-        for (; d + 16 <= head_dim; d += 16) {
-            lo = _mm256_add_ps(lo, _mm256_mul_ps(_mm256_loadu_ps(q + d), load_f16x8(kj + d)));
-            hi = _mm256_add_ps(hi, _mm256_mul_ps(_mm256_loadu_ps(q + d + 8), load_f16x8(kj + d + 8)));
-        }
-        if (d < head_dim) {
-            const int r = head_dim - d;
-            lo = _mm256_add_ps(lo, _mm256_mul_ps(load_f32_upto8(q + d, r), load_f16_upto8(kj + d, r)));
-            if (r > 8) hi = _mm256_add_ps(hi, _mm256_mul_ps(load_f32_upto8(q + d + 8, r - 8), load_f16_upto8(kj + d + 8, r - 8)));
-        }
-        s[j] = fold16(lo, hi) * scale;
+/* q . k over 16 lanes (lo, hi): one fma per element, the tail zero-padded */
+static inline float dot16_f16(const float *q, const llp_fp16 *k, int n) {
+    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    int d = 0;
+    for (; d + 16 <= n; d += 16) {
+        lo = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), load_f16x8(k + d), lo);
+        hi = _mm256_fmadd_ps(_mm256_loadu_ps(q + d + 8), load_f16x8(k + d + 8), hi);
     }
+    if (d < n) {
+        const int r = n - d;
+        lo = _mm256_fmadd_ps(load_f32_upto8(q + d, r), load_f16_upto8(k + d, r), lo);
+        if (r > 8) hi = _mm256_fmadd_ps(load_f32_upto8(q + d + 8, r - 8), load_f16_upto8(k + d + 8, r - 8), hi);
+    }
+    return fold16(lo, hi);
 }
 
-/* p = f16(p * pscale), then acc += p[j] * v_j, 32 columns at a time held in registers across all j */
+/* q . k over 64 lanes (a[c]: lanes 8c .. 8c + 7), folded l + 32, l + 16, then as fold16; the elements past
+ * the last whole 64 added in double */
+static inline float dot64_f16(const float *q, const llp_fp16 *k, int n) {
+    __m256 a[8];
+    for (int c = 0; c < 8; c++) a[c] = _mm256_setzero_ps();
+    int d = 0;
+    for (; d + 64 <= n; d += 64)
+        for (int c = 0; c < 8; c++) a[c] = _mm256_fmadd_ps(_mm256_loadu_ps(q + d + 8 * c), load_f16x8(k + d + 8 * c), a[c]);
+    for (int c = 0; c < 4; c++) a[c] = _mm256_add_ps(a[c], a[c + 4]);
+    for (int c = 0; c < 2; c++) a[c] = _mm256_add_ps(a[c], a[c + 2]);
+    double sum = fold16(a[0], a[1]);
+    for (; d < n; d++) sum += (double)(q[d] * fp16_to_f32(k[d]));
+    return (float)sum;
+}
+
+static void attn_scores(int head_dim, const float *restrict q, const llp_fp16 *restrict k, int64_t stride,
+                        int64_t n, float scale, float *restrict s, int lanes) {
+    for (int64_t j = 0; j < n; j++)
+        s[j] = (lanes == 64 ? dot64_f16(q, k + j * stride, head_dim) : dot16_f16(q, k + j * stride, head_dim)) * scale;
+}
+
+/* p = f16(p * pscale), then acc += p . V as the scalar twin: per column, `lanes` lanes (position j in lane
+ * j % lanes) with one fma per position, folded as a tree. Lane l's sum runs over positions l, l + lanes, ...
+ * for 32 columns at a time; the lane sums wait in `part` for the fold. */
 static void attn_accum(int head_dim, float *restrict p, float pscale, const llp_fp16 *restrict v, int64_t stride,
-                       int64_t n, float *restrict acc) {
+                       int64_t n, float *restrict acc, int lanes) {
     const __m256 ps = _mm256_set1_ps(pscale);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)  /* F16C rounds to nearest even, as the scalar conversion */
@@ -573,28 +608,88 @@ static void attn_accum(int head_dim, float *restrict p, float pscale, const llp_
     for (; i < n; i++) p[i] = fp16_to_f32(_cvtss_sh(p[i] * pscale, _MM_FROUND_TO_NEAREST_INT));
     int d = 0;
     for (; d + 32 <= head_dim; d += 32) {
-        __m256 a0 = _mm256_loadu_ps(acc + d), a1 = _mm256_loadu_ps(acc + d + 8);
-        __m256 a2 = _mm256_loadu_ps(acc + d + 16), a3 = _mm256_loadu_ps(acc + d + 24);
-        for (int64_t j = 0; j < n; j++) {
-            const __m256 pj = _mm256_set1_ps(p[j]);
-            const llp_fp16 *vj = v + j * stride + d;
-            a0 = _mm256_add_ps(a0, _mm256_mul_ps(pj, load_f16x8(vj)));
-            a1 = _mm256_add_ps(a1, _mm256_mul_ps(pj, load_f16x8(vj + 8)));
-            a2 = _mm256_add_ps(a2, _mm256_mul_ps(pj, load_f16x8(vj + 16)));
-            a3 = _mm256_add_ps(a3, _mm256_mul_ps(pj, load_f16x8(vj + 24)));
+        __m256 part[64][4];
+        for (int l = 0; l < lanes; l++) {
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int64_t j = l; j < n; j += lanes) {
+                const __m256 pj = _mm256_set1_ps(p[j]);
+                const llp_fp16 *vj = v + j * stride + d;
+                a0 = _mm256_fmadd_ps(pj, load_f16x8(vj), a0);
+                a1 = _mm256_fmadd_ps(pj, load_f16x8(vj + 8), a1);
+                a2 = _mm256_fmadd_ps(pj, load_f16x8(vj + 16), a2);
+                a3 = _mm256_fmadd_ps(pj, load_f16x8(vj + 24), a3);
+            }
+            part[l][0] = a0, part[l][1] = a1, part[l][2] = a2, part[l][3] = a3;
         }
-        _mm256_storeu_ps(acc + d, a0);
-        _mm256_storeu_ps(acc + d + 8, a1);
-        _mm256_storeu_ps(acc + d + 16, a2);
-        _mm256_storeu_ps(acc + d + 24, a3);
+        for (int w = lanes / 2; w >= 1; w /= 2)
+            for (int l = 0; l < w; l++)
+                for (int c = 0; c < 4; c++) part[l][c] = _mm256_add_ps(part[l][c], part[l + w][c]);
+        for (int c = 0; c < 4; c++) _mm256_storeu_ps(acc + d + 8 * c, _mm256_add_ps(_mm256_loadu_ps(acc + d + 8 * c), part[0][c]));
     }
-    for (; d + 8 <= head_dim; d += 8) {
-        __m256 a = _mm256_loadu_ps(acc + d);
-        for (int64_t j = 0; j < n; j++) a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_set1_ps(p[j]), load_f16x8(v + j * stride + d)));
-        _mm256_storeu_ps(acc + d, a);
+    for (; d < head_dim; d++) {
+        float lane[64] = {0};
+        for (int64_t j = 0; j < n; j++) lane[j % lanes] = fmaf(p[j], fp16_to_f32(v[j * stride + d]), lane[j % lanes]);
+        for (int w = lanes / 2; w >= 1; w /= 2)
+            for (int l = 0; l < w; l++) lane[l] += lane[l + w];
+        acc[d] += lane[0];
     }
-    for (; d < head_dim; d++)
-        for (int64_t j = 0; j < n; j++) acc[d] += p[j] * fp16_to_f32(v[j * stride + d]);
+}
+
+/* exp as the scalar twin llp_ggml_expf (llama.cpp's AVX-512 exp): 2^n applied as two exact power-of-two
+ * factors, so the one rounding is that of the final product, as with ldexpf or vscalefps */
+static inline __m256 ggml_expf8(__m256 x) {
+    const __m256 r = _mm256_set1_ps(0x1.8p23f);
+    const __m256 n = _mm256_sub_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), r), r);
+    const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f), _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+    const __m256 u = _mm256_mul_ps(b, b);
+    const __m256 j = _mm256_fmadd_ps(
+        _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
+                        _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm256_fmadd_ps(_mm256_set1_ps(0x1.ffffecp-1f), b, _mm256_set1_ps(1.0f)));
+    const __m256 n1 = _mm256_max_ps(_mm256_min_ps(n, _mm256_set1_ps(127.0f)), _mm256_set1_ps(-126.0f));
+    const __m256i e1 = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n1), _mm256_set1_epi32(127)), 23);
+    const __m256 n2 = _mm256_min_ps(_mm256_max_ps(_mm256_sub_ps(n, n1), _mm256_set1_ps(-126.0f)), _mm256_set1_ps(127.0f));
+    const __m256i e2 = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n2), _mm256_set1_epi32(127)), 23);
+    __m256 res = _mm256_mul_ps(_mm256_mul_ps(j, _mm256_castsi256_ps(e1)), _mm256_castsi256_ps(e2));
+    const __m256 big = _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), n), _mm256_set1_ps(192.0f), _CMP_GT_OQ);
+    const __m256 alt = _mm256_and_ps(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_GT_OQ), _mm256_set1_ps(INFINITY));
+    return _mm256_blendv_ps(res, alt, big);
+}
+
+/* the scalar twin's exp_sum: 16 positions per chunk, folded in float, chunks added in double */
+static double exp_sum(float *p, int64_t n, float mx) {
+    const __m256 m = _mm256_set1_ps(mx);
+    double sum = 0.0;
+    int64_t c = 0;
+    for (; c + 16 <= n; c += 16) {
+        const __m256 lo = ggml_expf8(_mm256_sub_ps(_mm256_loadu_ps(p + c), m));
+        const __m256 hi = ggml_expf8(_mm256_sub_ps(_mm256_loadu_ps(p + c + 8), m));
+        _mm256_storeu_ps(p + c, lo);
+        _mm256_storeu_ps(p + c + 8, hi);
+        sum += (double)fold16(lo, hi);
+    }
+    if (c < n) {
+        float buf[16] = {0};
+        for (int64_t j = c; j < n; j++) buf[j - c] = p[j] - mx;
+        __m256 lo = ggml_expf8(_mm256_loadu_ps(buf)), hi = ggml_expf8(_mm256_loadu_ps(buf + 8));
+        _mm256_storeu_ps(buf, lo);
+        _mm256_storeu_ps(buf + 8, hi);
+        for (int64_t j = n - c; j < 16; j++) buf[j] = 0.0f;   /* positions past n count as exp(-inf) */
+        for (int64_t j = c; j < n; j++) p[j] = buf[j - c];
+        sum += (double)fold16(_mm256_loadu_ps(buf), _mm256_loadu_ps(buf + 8));
+    }
+    return sum;
+}
+
+/* out = silu(g) * u with silu(x) = x / (1 + exp(-x)), as the scalar twin */
+static void swiglu(const float *g, const float *u, float *out, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 x = _mm256_loadu_ps(g + i);
+        const __m256 e = ggml_expf8(_mm256_sub_ps(_mm256_setzero_ps(), x));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e)), _mm256_loadu_ps(u + i)));
+    }
+    for (; i < n; i++) out[i] = g[i] / (1.0f + llp_ggml_expf(0.0f - g[i])) * u[i];
 }
 
 /* ---------------------------------------------------------------- activation quantizers */
@@ -608,31 +703,24 @@ static inline float hmax_ps(__m256 v) {
     return _mm_cvtss_f32(m);
 }
 
-/* roundf (halves away from zero) exactly as the scalar reference: truncate, then step by one where the
- * (exact) leftover fraction is at least one half; SIMD's own rounding would send halves to even */
-static inline __m256i roundf_epi32(__m256 v) {
-    const __m256i t = _mm256_cvttps_epi32(v);
-    const __m256 frac = _mm256_sub_ps(v, _mm256_cvtepi32_ps(t));
-    return _mm256_add_epi32(t, _mm256_cvttps_epi32(_mm256_add_ps(frac, frac)));
-}
-
 /* 4 x 8 i32 (each within i8 range) -> 32 i8 in order */
 static inline __m256i pack_i8(__m256i a, __m256i b, __m256i c, __m256i d) {
     const __m256i v = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
     return _mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
-/* q8_0 and q8_1 share everything but the sum: d = amax/127 as fp16, q = roundf(x / d); returns d and sum(q) */
+/* q8_0 and q8_1 share everything but the sum: d = amax/127 as fp16, q = x * (127/amax) rounded half to even
+ * (llama.cpp's x86 code, not its reference quantizer); returns d and sum(q) */
 static inline float quantize_block_q8(const float *x, int8_t *qs, llp_fp16 *d16, int *sum) {
     __m256 v[4], amax = _mm256_setzero_ps();
     for (int j = 0; j < 4; j++) {
         v[j] = _mm256_loadu_ps(x + 8 * j);
         amax = _mm256_max_ps(amax, abs_ps(v[j]));
     }
-    const float d = hmax_ps(amax) / 127.0f;
-    const __m256 id = _mm256_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
+    const float m = hmax_ps(amax), d = m / 127.0f;
+    const __m256 id = _mm256_set1_ps(m != 0.0f ? 127.0f / m : 0.0f);
     __m256i q[4];
-    for (int j = 0; j < 4; j++) q[j] = roundf_epi32(_mm256_mul_ps(v[j], id));
+    for (int j = 0; j < 4; j++) q[j] = _mm256_cvtps_epi32(_mm256_mul_ps(v[j], id));  /* halves to even */
     _mm256_storeu_si256((__m256i *)qs, pack_i8(q[0], q[1], q[2], q[3]));
     *d16 = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
     if (sum) *sum = hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
@@ -728,6 +816,8 @@ static void quantize_row_bf16(const float *restrict x, void *restrict vy, int64_
 void llp_register_avx2(llp_kernels *k) {
     k->attn_scores = attn_scores;
     k->attn_accum = attn_accum;
+    k->exp_sum = exp_sum;
+    k->swiglu = swiglu;
 #define SET(t, fn) (k->vec_dot[t] = fn, k->impl[t] = "avx2")
     SET(LLP_F32, vec_dot_f32_f32);
     SET(LLP_F16, vec_dot_f16_f16);

@@ -9,6 +9,7 @@
  * K-quant elements) into one register costs more shuffles than it saves, so data goes 256 bits at a
  * time (AVX-512VL). What AVX-512 brings is VNNI, masks (bit planes -> bytes) and ternary logic; without
  * VNNI only q5_0, q5_1 and q6_K beat the AVX2 kernels, so the plain table keeps AVX2's for the rest. */
+#include <math.h>
 #include "../include/kernels.h"
 
 #if !defined(__x86_64__)
@@ -239,14 +240,6 @@ INLINE __m256i rep4(int a, int b, int c, int d) {
 
 INLINE __m512 abs512(__m512 v) { return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7fffffff))); }
 
-/* roundf (halves away from zero) of |v| < 2^22: truncate, then add the truncation of twice the exact
- * remainder, which is +-1 exactly when the remainder reaches one half. */
-INLINE __m512i roundf512(__m512 v) {
-    const __m512i t = _mm512_cvttps_epi32(v);
-    const __m512 rem = _mm512_sub_ps(v, _mm512_cvtepi32_ps(t));
-    return _mm512_add_epi32(t, _mm512_cvttps_epi32(_mm512_add_ps(rem, rem)));
-}
-
 /* Per-128-bit-lane reduction of 4 registers: lane k of the result holds, in every element, the max
  * (is_max) or sum of all 16 elements of v[k]. One pass serves 4 blocks. */
 INLINE __m512 reduce4(const __m512 v[4], int is_max) {
@@ -259,7 +252,8 @@ INLINE __m512 reduce4(const __m512 v[4], int is_max) {
 #undef OP
 }
 
-/* f32 -> q8_0 (sums = 0) or q8_1 (sums = 1), 4 blocks per pass: d = amax / 127, q = roundf(x / d) */
+/* f32 -> q8_0 (sums = 0) or q8_1 (sums = 1), 4 blocks per pass, as llama.cpp's x86 code: d = amax / 127,
+ * q = x * (127 / amax) rounded half to even */
 INLINE void quantize_q8_x4(const float *x, void *vy, int64_t nb, int sums) {
     const size_t bsize = sums ? sizeof(block_q8_1) : sizeof(block_q8_0), qoff = sums ? 4 : 2;
     char *y = vy;
@@ -268,9 +262,9 @@ INLINE void quantize_q8_x4(const float *x, void *vy, int64_t nb, int sums) {
         __m512 v[8], amax[4];
         for (int j = 0; j < 8; j++) v[j] = j < 2 * nblk ? _mm512_loadu_ps(x + 16 * j) : _mm512_setzero_ps();
         for (int k = 0; k < 4; k++) amax[k] = _mm512_max_ps(abs512(v[2 * k]), abs512(v[2 * k + 1]));
-        const __m512 d = _mm512_div_ps(reduce4(amax, 1), _mm512_set1_ps(127.0f));
-        const __mmask16 nz = _mm512_cmp_ps_mask(d, _mm512_setzero_ps(), _CMP_NEQ_OQ);
-        const __m512 id = _mm512_maskz_div_ps(nz, _mm512_set1_ps(1.0f), d);
+        const __m512 m = reduce4(amax, 1), d = _mm512_div_ps(m, _mm512_set1_ps(127.0f));
+        const __mmask16 nz = _mm512_cmp_ps_mask(m, _mm512_setzero_ps(), _CMP_NEQ_OQ);
+        const __m512 id = _mm512_maskz_div_ps(nz, _mm512_set1_ps(127.0f), m);
         uint16_t dh[16];
         _mm256_storeu_si256((__m256i *)dh, _mm512_cvtps_ph(d, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
         __m512 qsum[4];
@@ -279,7 +273,7 @@ INLINE void quantize_q8_x4(const float *x, void *vy, int64_t nb, int sums) {
             const __m512i lane_k = _mm512_add_epi32(_mm512_set1_epi32(4 * k),
                                                     _mm512_set_epi32(3, 2, 1, 0, 3, 2, 1, 0, 3, 2, 1, 0, 3, 2, 1, 0));
             const __m512 idk = _mm512_permutexvar_ps(lane_k, id);
-            const __m512i q0 = roundf512(_mm512_mul_ps(v[2 * k], idk)), q1 = roundf512(_mm512_mul_ps(v[2 * k + 1], idk));
+            const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v[2 * k], idk)), q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v[2 * k + 1], idk));
             char *blk = y + k * bsize;
             memcpy(blk, &dh[4 * k], 2);
             _mm_storeu_si128((__m128i *)(blk + qoff), _mm512_cvtsepi32_epi8(q0));
@@ -568,58 +562,6 @@ INLINE void pair_rows_q8_0(int n, float *s, int R, const void *vx, size_t bx, co
     pair_tile_q8_0(n, s, 0, R, 1, vx, bx, vy, 0, xsize, dot, pterm);
 }
 
-/* The same for q4_1 / q5_1 against q8_1, as group_q8_1. */
-INLINE void pgroup_q8_1(int R, int T, int i, int cnt, __m256 acc0[4][2], __m256 acc1[4][2], __m256 accm[4][2],
-                        const char *x, size_t bx, const char *vy, size_t by, int xsize, pair_fn dot) {
-    const block_q8_1 *y[2];
-    __m256 ds[2];
-    for (int t = 0; t < T; t++) {
-        y[t] = (const block_q8_1 *)(vy + t * by);
-        ds[t] = fp16x2x4(&y[t][i].d, sizeof(block_q8_1), cnt);
-    }
-    if (T == 1) prefetch_ahead(R, x, bx, (size_t)i * xsize, cnt * xsize);
-    __m256 dm[4][2];
-    for (int r = 0; r < R; r++) {
-        const __m256 xdm = fp16x2x4(x + r * bx + (size_t)i * xsize, xsize, cnt);
-        for (int t = 0; t < T; t++) {
-            dm[r][t] = _mm256_mul_ps(xdm, ds[t]);
-            accm[r][t] = _mm256_add_ps(accm[r][t], dm[r][t]);
-        }
-    }
-    for (int k = 0; k < cnt; k += 2) {
-        const int two = k + 1 < cnt;
-        __m256i ya[2], yb[2];
-        for (int t = 0; t < T; t++) y_pair(y[t][i + k].qs, two ? y[t][i + k + 1].qs : NULL, two, &ya[t], &yb[t]);
-        for (int r = 0; r < R; r++) {
-            const char *xb = x + r * bx + (size_t)(i + k) * xsize;
-            for (int t = 0; t < T; t++) {
-                const __m256 p = _mm256_cvtepi32_ps(dot(xb, xb + xsize, two, ya[t], yb[t], _mm256_setzero_si256()));
-                if (k & 2) acc1[r][t] = _mm256_fmadd_ps(pair_scale(dm[r][t], k, 2), p, acc1[r][t]);
-                else acc0[r][t] = _mm256_fmadd_ps(pair_scale(dm[r][t], k, 2), p, acc0[r][t]);
-            }
-        }
-    }
-}
-
-INLINE void pair_tile_q8_1(int n, float *s, size_t ls, int R, int T, const void *vx, size_t bx, const void *vy,
-                           size_t by, int xsize, pair_fn dot) {
-    const int nb = n / QK8_1;
-    __m256 acc0[4][2], acc1[4][2], accm[4][2];
-    for (int r = 0; r < R; r++)
-        for (int t = 0; t < T; t++) acc0[r][t] = acc1[r][t] = accm[r][t] = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 4 <= nb; i += 4) pgroup_q8_1(R, T, i, 4, acc0, acc1, accm, vx, bx, vy, by, xsize, dot);
-    if (i < nb) pgroup_q8_1(R, T, i, nb - i, acc0, acc1, accm, vx, bx, vy, by, xsize, dot);
-    /* odd lanes of accm: the m * s terms */
-    for (int r = 0; r < R; r++)
-        for (int t = 0; t < T; t++)
-            s[t * ls + r] = hsum256(_mm256_add_ps(acc0[r][t], acc1[r][t])) + hsum256(_mm256_maskz_mov_ps(0xaa, accm[r][t]));
-}
-
-INLINE void pair_rows_q8_1(int n, float *s, int R, const void *vx, size_t bx, const void *vy, int xsize, pair_fn dot) {
-    pair_tile_q8_1(n, s, 0, R, 1, vx, bx, vy, 0, xsize, dot);
-}
-
 /* Nibble bytes of two blocks in pair layout: u8 x s8 dot with (ya, yb) on top of t. */
 INLINE __m256i pair_nibble_dot(__m256i v, __m256i ya, __m256i yb, __m256i t) {
     return _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(t, low_nibbles(v), ya), high_nibbles(v), yb);
@@ -629,26 +571,76 @@ INLINE __m256i pair_q4_0(const void *x0, const void *x1, int two, __m256i ya, __
     return pair_nibble_dot(load2x128(((const block_q4_0 *)x0)->qs, two ? ((const block_q4_0 *)x1)->qs : NULL, two), ya, yb, t);
 }
 
-INLINE __m256i pair_q4_1(const void *x0, const void *x1, int two, __m256i ya, __m256i yb, __m256i t) {
-    return pair_nibble_dot(load2x128(((const block_q4_1 *)x0)->qs, two ? ((const block_q4_1 *)x1)->qs : NULL, two), ya, yb, t);
-}
-
-INLINE __m256i K(block_q8_0)(const void *vx, const void *vy, __m256i t) {
-    (void)t;
-    return SDOT256(load256(((const block_q8_0 *)vx)->qs), load256(((const block_q8_0 *)vy)->qs));
-}
-
 /* q4_0 . q8_0: dx*dy * sum((nibble - 8) * q) per block */
 ROW_KERNELS(vec_dot_q4_0_q8_0, pair_rows_q8_0, vy, sizeof(block_q4_0), pair_q4_0, pterm_off8)
 TILE_KERNEL(vec_dot_q4_0_q8_0, pair_tile_q8_0, sizeof(block_q4_0), pair_q4_0, pterm_off8)
 
-/* q4_1 . q8_1: dx*dy * sum(nibble * q) + m * s per block */
-ROW_KERNELS(vec_dot_q4_1_q8_1, pair_rows_q8_1, vy, sizeof(block_q4_1), pair_q4_1)
-TILE_KERNEL(vec_dot_q4_1_q8_1, pair_tile_q8_1, sizeof(block_q4_1), pair_q4_1)
+/* q4_1 and q8_0 in llama.cpp's x86 order, the scalar twins' (ref/dot.c): per output one 8-lane accumulator
+ * taking each block's eight 4-element integer sums with one fma, block after block, and for q4_1 a scalar
+ * fma chain of m * s added last. R rows x T activation rows, results at s[t * ls + r]. */
+INLINE void ggml_tile_q4_1(int n, float *s, size_t ls, int R, int T, const void *vx, size_t bx, const void *vy, size_t by) {
+    const char *x = vx;
+    __m256 acc[4][2];
+    float mins[4][2];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps(), mins[r][t] = 0.0f;
+    for (int i = 0; i < n / QK4_1; i++) {
+        if (T == 1 && i % 4 == 0) prefetch_ahead(R, x, bx, (size_t)i * sizeof(block_q4_1), 4 * sizeof(block_q4_1));
+        const block_q8_1 *y[2];
+        for (int t = 0; t < T; t++) y[t] = (const block_q8_1 *)((const char *)vy + t * by) + i;
+        for (int r = 0; r < R; r++) {
+            const block_q4_1 *b = (const block_q4_1 *)(x + r * bx) + i;
+            const __m256i q = nibbles16(b->qs);
+            const float dx = h2f(b->d), mx = h2f(b->m);
+            for (int t = 0; t < T; t++) {
+                mins[r][t] = fmaf(mx, h2f(y[t]->s), mins[r][t]);
+                acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * h2f(y[t]->d)), _mm256_cvtepi32_ps(UDOT256(q, load256(y[t]->qs))),
+                                            acc[r][t]);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) s[t * ls + r] = hsum256(acc[r][t]) + mins[r][t];
+}
 
-/* q8_0 . q8_0: dx*dy * sum(qx * qy) per block */
-ROW_KERNELS(vec_dot_q8_0_q8_0, dot_rows_q8_0, vy, sizeof(block_q8_0), K(block_q8_0), NULL)
-TILE_KERNEL(vec_dot_q8_0_q8_0, dot_tile_q8_0, sizeof(block_q8_0), K(block_q8_0), NULL)
+INLINE void ggml_tile_q8_0(int n, float *s, size_t ls, int R, int T, const void *vx, size_t bx, const void *vy, size_t by) {
+    const char *x = vx;
+    __m256 acc[4][2];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+    for (int i = 0; i < n / QK8_0; i++) {
+        if (T == 1 && i % 4 == 0) prefetch_ahead(R, x, bx, (size_t)i * sizeof(block_q8_0), 4 * sizeof(block_q8_0));
+        const block_q8_0 *y[2];
+        for (int t = 0; t < T; t++) y[t] = (const block_q8_0 *)((const char *)vy + t * by) + i;
+        for (int r = 0; r < R; r++) {
+            const block_q8_0 *b = (const block_q8_0 *)(x + r * bx) + i;
+            const __m256i q = load256(b->qs);
+            const float dx = h2f(b->d);
+            for (int t = 0; t < T; t++)
+                acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * h2f(y[t]->d)), _mm256_cvtepi32_ps(SDOT256(q, load256(y[t]->qs))),
+                                            acc[r][t]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) s[t * ls + r] = hsum256(acc[r][t]);
+}
+
+/* A single-row kernel, its 4-row twin and its 4 x 2 tile over one tile driver. */
+#define TILE_KERNELS(name, tile) \
+    static void K(name)(int n, float *restrict s, const void *restrict vx, const void *restrict vy) { \
+        tile(n, s, 0, 1, 1, vx, 0, vy, 0); \
+    } \
+    static void K(name##_x4)(int n, float *restrict s, const void *restrict vx, size_t bx, const void *restrict vy) { \
+        tile(n, s, 0, 4, 1, vx, bx, vy, 0); \
+    } \
+    static void K(name##_x4x2)(int n, float *restrict s, size_t ls, const void *restrict vx, size_t bx, \
+                               const void *restrict vy, size_t by) { \
+        tile(n, s, ls, 4, 2, vx, bx, vy, by); \
+    }
+
+TILE_KERNELS(vec_dot_q4_1_q8_1, ggml_tile_q4_1)
+TILE_KERNELS(vec_dot_q8_0_q8_0, ggml_tile_q8_0)
+#undef TILE_KERNELS
 
 INLINE __m256i K(block_iq4_nl)(const void *vx, const void *vy, __m256i t) {
     (void)t;
