@@ -35,13 +35,25 @@ def model_and_ids(request):
     return reader, ids
 
 
+def hadamard(n):
+    """The orthonormal Walsh-Hadamard matrix of size n (a power of two), Sylvester's construction."""
+    h = np.ones((1, 1))
+    while len(h) < n:
+        h = np.block([[h, h], [h, -h]])
+    return h / np.sqrt(n)
+
+
 def k_rows_f32(model, layer, p0, p1):
+    """K of positions p0..p1-1 in float64, in the model's own basis (a q8_0 K is stored Hadamard-rotated)."""
     rows = model._fwd.kcache[layer, p0:p1]
     if model.type_k == "f32":
         return rows.view(np.float32).astype(np.float64)
     if model.type_k == "f16":
         return rows.view(np.float16).astype(np.float64)
-    return quants.dequantize(np.ascontiguousarray(rows).reshape(-1), GGMLType.Q8_0).reshape(p1 - p0, -1)
+    k = quants.dequantize(np.ascontiguousarray(rows).reshape(-1), GGMLType.Q8_0).reshape(p1 - p0, -1)
+    n = model._fwd.k_rot
+    assert n == 64 if model.config.head_dim == 64 else n == 256          # llama.cpp's choice of size
+    return (k.reshape(-1, n).astype(np.float64) @ hadamard(n)).reshape(p1 - p0, -1)
 
 
 def numpy_rotate(k, delta, cfg, base):

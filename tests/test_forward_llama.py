@@ -70,6 +70,23 @@ def test_rope_partial_dims_leave_the_rest():
     np.testing.assert_array_equal(got.reshape(2, 2, 64)[..., 32:], x.reshape(2, 2, 64)[..., 32:])
 
 
+@pytest.mark.parametrize("n", [64, 128, 256])
+def test_fwht_is_the_orthonormal_hadamard_transform(n):
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((3, 2 * n), dtype=np.float32)
+    h = np.ones((1, 1))
+    while len(h) < n:
+        h = np.block([[h, h], [h, -h]])
+    got = x.copy()
+    _ops.op_fwht(got, n)
+    want = (x.reshape(-1, n).astype(np.float64) @ h.T / np.sqrt(n)).reshape(x.shape)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(x).max() * np.log2(n))
+    _ops.op_fwht(got, n)                                   # its own inverse
+    np.testing.assert_allclose(got, x, rtol=0, atol=1e-5 * np.abs(x).max() * np.log2(n))
+    with pytest.raises(ValueError):
+        _ops.op_fwht(x, 48)
+
+
 def test_rope_rejects_bad_dims():
     x = np.zeros((1, 64), np.float32)
     with pytest.raises(ValueError):

@@ -512,6 +512,16 @@ def op_rope_ext(float[:, ::1] x not None, const int32_t[::1] pos not None, int n
         raise ValueError(f"cannot rotate {n_dims} dims of heads of {head_dim}")
 
 
+def op_fwht(float[:, ::1] x not None, int n):
+    """In place: x = H x / sqrt(n) on each n-element chunk of every row (llama.cpp's rotation of q and k ahead
+    of a quantized K cache; applied twice it gives x back). n: a power of two dividing the row length."""
+    if n < 1 or n & (n - 1) or x.shape[1] % n:
+        raise ValueError(f"cannot rotate rows of {x.shape[1]} in chunks of {n}")
+    if x.shape[0]:
+        with nogil:
+            llp_fwht(&x[0, 0], x.shape[0] * x.shape[1] // n, n)
+
+
 def op_swiglu(const float[::1] g not None, const float[::1] u not None, isa=None):
     """silu(g) * u as a new float32 array (llama.cpp's exp, see llp_ggml_expf), with the kernel of `isa`."""
     cdef const llp_kernels *k = _table(isa)

@@ -54,7 +54,8 @@ def shift_positions(fwd, cfg, layer_bases, p0: int, p1: int, delta: int) -> None
     fwd: the C forward pass (its kcache / vcache arrays are indexed by position); cfg: the ModelConfig;
     layer_bases: each layer's RoPE base. K was stored rotated by its position, and RoPE angles add up, so
     rotating the rows by delta gives exactly the K of the new position: that is what llama.cpp does, and
-    like it a quantized K (q8_0) is dequantized, rotated and quantized again. V moves unchanged.
+    like it a quantized K (q8_0) is dequantized, rotated and quantized again, taken out of (and back into)
+    the Hadamard basis it is stored in (fwd.k_rot, see forward.pxi). V moves unchanged.
     """
     from llamapy._kernels import _ops
     n = p1 - p0
@@ -67,8 +68,12 @@ def shift_positions(fwd, cfg, layer_bases, p0: int, p1: int, delta: int) -> None
     shift = np.full(n, delta, np.int32)
     for layer, base in enumerate(layer_bases):
         k = _rows_to_f32(kc[layer, p0:p1], type_k)
+        if fwd.k_rot:
+            _ops.op_fwht(k, fwd.k_rot)          # its own inverse
         _ops.op_rope_ext(k, shift, cfg.n_kv_head, cfg.head_dim, cfg.rope_dims, base, cfg.rope_neox,
                          cfg.rope_freq_scale, cfg.yarn_ext_factor, cfg.rope_attn_factor, cfg.yarn_beta_fast,
                          cfg.yarn_beta_slow, cfg.rope_n_ctx_orig)
+        if fwd.k_rot:
+            _ops.op_fwht(k, fwd.k_rot)
         kc[layer, p0 + delta:p1 + delta] = _ops.op_kv_store(type_k, k.reshape(-1)).reshape(n, -1)
         vc[layer, p0 + delta:p1 + delta] = vc[layer, p0:p1].copy()
