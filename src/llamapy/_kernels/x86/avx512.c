@@ -587,15 +587,19 @@ INLINE void ggml_tile_q4_1(int n, float *s, size_t ls, int R, int T, const void 
     for (int i = 0; i < n / QK4_1; i++) {
         if (T == 1 && i % 4 == 0) prefetch_ahead(R, x, bx, (size_t)i * sizeof(block_q4_1), 4 * sizeof(block_q4_1));
         const block_q8_1 *y[2];
-        for (int t = 0; t < T; t++) y[t] = (const block_q8_1 *)((const char *)vy + t * by) + i;
+        __m256i yq[2];
+        float dy[2], sy[2];
+        for (int t = 0; t < T; t++) {
+            y[t] = (const block_q8_1 *)((const char *)vy + t * by) + i;
+            yq[t] = load256(y[t]->qs), dy[t] = h2f(y[t]->d), sy[t] = h2f(y[t]->s);
+        }
         for (int r = 0; r < R; r++) {
             const block_q4_1 *b = (const block_q4_1 *)(x + r * bx) + i;
             const __m256i q = nibbles16(b->qs);
             const float dx = h2f(b->d), mx = h2f(b->m);
             for (int t = 0; t < T; t++) {
-                mins[r][t] = fmaf(mx, h2f(y[t]->s), mins[r][t]);
-                acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * h2f(y[t]->d)), _mm256_cvtepi32_ps(UDOT256(q, load256(y[t]->qs))),
-                                            acc[r][t]);
+                mins[r][t] = fmaf(mx, sy[t], mins[r][t]);
+                acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * dy[t]), _mm256_cvtepi32_ps(UDOT256(q, yq[t])), acc[r][t]);
             }
         }
     }
@@ -610,14 +614,18 @@ INLINE void ggml_tile_q8_0(int n, float *s, size_t ls, int R, int T, const void 
         for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
     for (int i = 0; i < n / QK8_0; i++) {
         if (T == 1 && i % 4 == 0) prefetch_ahead(R, x, bx, (size_t)i * sizeof(block_q8_0), 4 * sizeof(block_q8_0));
-        const block_q8_0 *y[2];
-        for (int t = 0; t < T; t++) y[t] = (const block_q8_0 *)((const char *)vy + t * by) + i;
+        __m256i yq[2];
+        float dy[2];
+        for (int t = 0; t < T; t++) {
+            const block_q8_0 *y = (const block_q8_0 *)((const char *)vy + t * by) + i;
+            yq[t] = load256(y->qs), dy[t] = h2f(y->d);
+        }
         for (int r = 0; r < R; r++) {
             const block_q8_0 *b = (const block_q8_0 *)(x + r * bx) + i;
-            const __m256i q = load256(b->qs);
+            const __m256i q = load256(b->qs), aq = _mm256_sign_epi8(q, q);   /* |q|, its sign moved onto y */
             const float dx = h2f(b->d);
             for (int t = 0; t < T; t++)
-                acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * h2f(y[t]->d)), _mm256_cvtepi32_ps(SDOT256(q, load256(y[t]->qs))),
+                acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * dy[t]), _mm256_cvtepi32_ps(UDOT256(aq, _mm256_sign_epi8(yq[t], q))),
                                             acc[r][t]);
         }
     }
