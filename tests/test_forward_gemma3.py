@@ -217,8 +217,9 @@ def test_batch_and_incremental_agree(gemma, refs, i):
     toks = refs[0][i]["tokens"]
     batch = gemma.eval(toks, 0, all_logits=True)
     step = np.concatenate([gemma.eval([t], p) for p, t in enumerate(toks)])
-    # the same kernels row by row: the bits agree; any rounding difference would show at % level
-    assert rel_err(step, batch) < 1e-5
+    # llama.cpp's two attention orders (batch, one token), as its own logits differ (peer_self_err)
+    np.testing.assert_array_equal(step[0], batch[0])
+    assert rel_err(step, batch) < NOISE_BOUND
 
 
 def test_batch_and_incremental_agree_past_the_window(gemma, refs):
@@ -230,7 +231,10 @@ def test_batch_and_incremental_agree_past_the_window(gemma, refs):
     gemma.eval(toks[:700], 0)
     for p in range(700, len(toks)):
         last = gemma.eval(toks[p:p + 1], p)[0]
-    assert rel_err(last, whole) < 1e-5
+    # one-token attention sums in another order (as llama.cpp's): rounding apart, where a wrong window
+    # would be 0.38 apart (see the top of this file)
+    assert rel_err(last, whole) < NOISE_BOUND
+    assert last.argmax() == whole.argmax()
 
 
 def test_chunked_batches_agree(refs):
