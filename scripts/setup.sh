@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up llamapy on a fresh machine and run the main job on the default model:
-# system packages (C compiler; aarch64 cross compiler and qemu for the NEON kernel tests), a virtual
+# system packages (C compiler; aarch64 cross compiler and qemu for the NEON kernel tests; chromium and
+# chromedriver for the server's web page test), a virtual
 # environment in .venv with llamapy built from this checkout, the default model in ~/.cache/llamapy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,13 +10,15 @@ missing=()
 command -v gcc >/dev/null || missing+=(gcc)
 command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(gcc-aarch64-linux-gnu)
 command -v qemu-aarch64 >/dev/null || missing+=(qemu-user)
+command -v chromium >/dev/null || missing+=(chromium)            # the server's web page test (selenium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else sudo="none"; fi
     if [ "$sudo" != none ] && command -v apt-get >/dev/null; then
         $sudo apt-get update -q >/dev/null
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}" >/dev/null
     else
-        echo "setup: please install ${missing[*]} (needed by the NEON kernel tests)" >&2
+        echo "setup: please install ${missing[*]} (needed by the NEON kernel and web page tests)" >&2
     fi
 fi
 
