@@ -68,13 +68,12 @@ def test_reference_text_is_the_one_the_values_were_made_from():
         assert ref["n_chunk"] >= 20 and ref["n_ctx"] == 512
 
 
-# Final-estimate tolerance against llama-perplexity: 0.5%. The goal is 0.1%, which needs logits that round as
-# llama.cpp's batched kernels do. Measured: SmolLM2 -0.15%, Gemma 3 +0.11% (the kernels move these by a few
-# tenths of a percent from commit to commit: -0.06/+0.13%, then -0.13/+0.34% earlier the same day). On chunk 1
-# of this text llama.cpp's own batched and one-token paths differ by 0.2% (SmolLM2) and 0.6% (Gemma 3);
-# llamapy's batched and one-token logits are bit-identical, and sit as far from either llama.cpp path (mean
-# |logit difference| 0.19 on Gemma) as those are from each other.
-TOLERANCE = 5e-3
+# Final-estimate tolerance against llama-perplexity. SmolLM2's logits are llama.cpp's bit for bit
+# (tests/test_forward_llama.py), so its perplexity is too, to the printed digits. Gemma 3's kernels do not
+# yet sum in llama.cpp's orders (its repacked q4_K, tiled q6_K): measured +0.17% (goal 0.1%), where
+# llama.cpp's own batched and one-token paths differ by 0.6% on chunk 1 of this text; guarded at 0.5%.
+TOLERANCE = {"smollm2": 1e-6, "gemma3": 5e-3}
+RUNNING_TOLERANCE = {"smollm2": 1e-5, "gemma3": 2e-2}   # the running values are printed to 4 decimals
 
 
 @pytest.mark.parametrize("name", ["smollm2", "gemma3"])
@@ -86,12 +85,12 @@ def test_final_ppl_matches_llama_cpp(name):
     values = chunk_values(r.stdout)
     assert len(values) == ref["n_chunk"]
     ppl, unc = map(float, FINAL.search(err).groups())
-    assert ppl == pytest.approx(ref["ppl"], rel=TOLERANCE), (ppl, ref["ppl"])
+    assert ppl == pytest.approx(ref["ppl"], rel=max(TOLERANCE[name], 5e-5 / ref["ppl"])), (ppl, ref["ppl"])
     assert unc == pytest.approx(ref["ppl_err"], rel=1e-2)
     assert values[-1] == pytest.approx(ppl, abs=1e-4)
-    # the running values stay close too (chunk 1 alone differs by up to 1%: see TOLERANCE)
+    # the running values stay close too (Gemma's chunk 1 alone differs by up to 1%: see TOLERANCE)
     for ours, theirs in zip(values, ref["running_ppl"]):
-        assert ours == pytest.approx(theirs, rel=2e-2)
+        assert ours == pytest.approx(theirs, rel=RUNNING_TOLERANCE[name], abs=5e-5)
     assert f"calculating perplexity over {ref['n_chunk']} chunks, n_ctx=512, batch_size=2048, n_seq=4" in err
     assert "Final estimate" not in r.stdout.decode()
 
