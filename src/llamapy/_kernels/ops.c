@@ -120,7 +120,8 @@ static int gelu_table_ready;
 
 float llp_gelu_tanh(float x) {
     const float sqrt_2_over_pi = 0.79788456080286535587989211986876f, coef_a = 0.044715f;
-    return 0.5f * x * (1.0f + tanhf(sqrt_2_over_pi * x * (1.0f + coef_a * x * x)));
+    /* 1 + a x^2 fused, as ggml's C compiled with contraction evaluates it */
+    return 0.5f * x * (1.0f + tanhf(sqrt_2_over_pi * x * fmaf(coef_a * x, x, 1.0f)));
 }
 
 static void gelu_table_init(void) {

@@ -92,21 +92,23 @@ static void vec_dot_q4_1_q8_1(int n, float *restrict s, const void *restrict vx,
     *s = fold8(lane) + mins;
 }
 
-/* q5_0 x q8_0: sum over blocks of dx * dy * sum((5-bit value - 16) * q8) */
+/* q5_0 x q8_0: sum over blocks of dx * dy * sum((5-bit value - 16) * q8), in ggml's x86 lane order (fold8) */
 static void vec_dot_q5_0_q8_0(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
     const block_q5_0 *x = vx;
     const block_q8_0 *y = vy;
-    float sum = 0.0f;
+    float lane[8] = {0};
     for (int ib = 0; ib < n / QK5_0; ib++) {
-        int32_t sumi = 0;
-        for (int j = 0; j < QK5_0 / 2; j++) {
-            int lo = (x[ib].qs[j] & 0x0F) | q5_high(x[ib].qh, j);
-            int hi = (x[ib].qs[j] >> 4) | q5_high(x[ib].qh, j + QK5_0 / 2);
-            sumi += (lo - 16) * y[ib].qs[j] + (hi - 16) * y[ib].qs[j + QK5_0 / 2];
+        const float d = llp_fp16_to_f32(x[ib].d) * llp_fp16_to_f32(y[ib].d);
+        for (int j = 0; j < 8; j++) {
+            int32_t sumi = 0;
+            for (int e = 4 * j; e < 4 * j + 4; e++) {
+                const int nibble = e < 16 ? x[ib].qs[e] & 0x0F : x[ib].qs[e - 16] >> 4;
+                sumi += ((nibble | q5_high(x[ib].qh, e)) - 16) * y[ib].qs[e];
+            }
+            lane[j] = fmaf(d, (float)sumi, lane[j]);
         }
-        sum += (float)sumi * (llp_fp16_to_f32(x[ib].d) * llp_fp16_to_f32(y[ib].d));
     }
-    *s = sum;
+    *s = fold8(lane);
 }
 
 /* q5_1 x q8_1: sum over blocks of dx * dy * sum(5-bit value * q8) + mx * sy */

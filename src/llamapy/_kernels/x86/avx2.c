@@ -146,9 +146,15 @@ static void vec_dot_q4_0_q8_0(int n, float *restrict s, const void *restrict vx,
     DOT_Q8_0_BODY(block_q4_0, idot_q4_0)
 }
 
-/* q5_0 . q8_0: sum of dx*dy * sum((nibble | bit << 4) - 16) * q) */
+/* q5_0 . q8_0 in llama.cpp's x86 order (the scalar twin's): one accumulator, one fma per block */
 static void vec_dot_q5_0_q8_0(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
-    DOT_Q8_0_BODY(block_q5_0, idot_q5_0)
+    const block_q5_0 *x = vx;
+    const block_q8_0 *y = vy;
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < n / QK8_0; i++)
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_f32(x[i].d) * fp16_to_f32(y[i].d)),
+                              _mm256_cvtepi32_ps(idot_q5_0(&x[i], &y[i])), acc);
+    *s = hsum_ps(acc);
 }
 
 /* q8_0 . q8_0 in llama.cpp's x86 order (the scalar twin's): one accumulator, one fma per block */

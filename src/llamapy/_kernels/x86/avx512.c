@@ -412,9 +412,49 @@ INLINE __m256i K(block_q5_1)(const void *vx, const void *vy, __m256i t) {
     return UDOT256(_mm256_or_si256(nibbles16(x->qs), bit4s(x->qh)), load256(((const block_q8_1 *)vy)->qs));
 }
 
+/* llama.cpp's x86 order for 32-element blocks against q8_0, the scalar twins' (ref/dot.c): per output one
+ * 8-lane accumulator taking each block's eight 4-element integer sums times dx*dy with one fma, block after
+ * block. R rows x T activation rows, results at s[t * ls + r]; xsize: bytes per weight block (d first). */
+INLINE void K(ggml_tile_q8)(int n, float *s, size_t ls, int R, int T, const void *vx, size_t bx, const void *vy,
+                            size_t by, int xsize, block_fn dot, yterm_fn yterm) {
+    const char *x = vx;
+    __m256 acc[4][2];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+    for (int i = 0; i < n / QK8_0; i++) {
+        if (T == 1 && i % 4 == 0) prefetch_ahead(R, x, bx, (size_t)i * xsize, 4 * xsize);
+        const block_q8_0 *y[2];
+        __m256i yt[2];
+        float dy[2];
+        for (int t = 0; t < T; t++) {
+            y[t] = (const block_q8_0 *)((const char *)vy + t * by) + i;
+            yt[t] = yterm ? yterm(y[t]) : _mm256_setzero_si256();
+            dy[t] = h2f(y[t]->d);
+        }
+        for (int r = 0; r < R; r++) {
+            const char *b = x + r * bx + (size_t)i * xsize;
+            llp_fp16 d16;
+            memcpy(&d16, b, sizeof d16);
+            const float dx = h2f(d16);
+            for (int t = 0; t < T; t++)
+                acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * dy[t]), _mm256_cvtepi32_ps(dot(b, y[t], yt[t])), acc[r][t]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) s[t * ls + r] = hsum256(acc[r][t]);
+}
+
 /* q5_0 . q8_0: dx*dy * sum(((nibble | bit << 4) - 16) * q) per block */
-ROW_KERNELS(vec_dot_q5_0_q8_0, dot_rows_q8_0, vy, sizeof(block_q5_0), K(block_q5_0), K(yterm_off16))
-TILE_KERNEL(vec_dot_q5_0_q8_0, dot_tile_q8_0, sizeof(block_q5_0), K(block_q5_0), K(yterm_off16))
+static void K(vec_dot_q5_0_q8_0)(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    K(ggml_tile_q8)(n, s, 0, 1, 1, vx, 0, vy, 0, sizeof(block_q5_0), K(block_q5_0), K(yterm_off16));
+}
+static void K(vec_dot_q5_0_q8_0_x4)(int n, float *restrict s, const void *restrict vx, size_t bx, const void *restrict vy) {
+    K(ggml_tile_q8)(n, s, 0, 4, 1, vx, bx, vy, 0, sizeof(block_q5_0), K(block_q5_0), K(yterm_off16));
+}
+static void K(vec_dot_q5_0_q8_0_x4x2)(int n, float *restrict s, size_t ls, const void *restrict vx, size_t bx,
+                                      const void *restrict vy, size_t by) {
+    K(ggml_tile_q8)(n, s, ls, 4, 2, vx, bx, vy, by, sizeof(block_q5_0), K(block_q5_0), K(yterm_off16));
+}
 
 /* q5_1 . q8_1: dx*dy * sum((nibble | bit << 4) * q) + m * s per block */
 ROW_KERNELS(vec_dot_q5_1_q8_1, dot_rows_q8_1, vy, sizeof(block_q5_1), K(block_q5_1))
