@@ -38,8 +38,8 @@ cdef extern from "include/ops.h" nogil:
         const llp_kernels *kern
     size_t llp_attention_work_size(int64_t n_ctx, int head_dim)
     int llp_attention(const float *q, int64_t q_stride, const llp_kv *kv, float *out, int64_t out_stride,
-                      int64_t n_tok, int64_t pos0, int n_head, int n_kv_head, int head_dim, float scale,
-                      int64_t n_swa, int64_t n_ctx, float *work, int n_threads)
+                      int64_t n_tok, const int32_t *pos, const int64_t *row0, int n_head, int n_kv_head,
+                      int head_dim, float scale, int64_t n_swa, int64_t n_ctx, float *work, int n_threads)
 
 # KV cache types (ggml type ids): K f32 / f16 / q8_0, V f32 / f16 (a quantized V needs flash attention in
 # llama.cpp; llamapy.model.llama.kv_cache_type gives the user-facing refusal).
@@ -146,7 +146,8 @@ cdef class LlamaForward:
     cdef object _keep            # whatever owns the weight memory (the addresses above point into it)
     # buffers (numpy arrays kept here, raw pointers cached below)
     cdef readonly object x_arr, xb_arr, q_arr, k_arr, v_arr, att_arr, hb_arr, hb2_arr, kcache, vcache
-    cdef readonly object pos_arr, work_arr, attn_work_arr
+    cdef readonly object pos_arr, row0_arr, work_arr, attn_work_arr
+    cdef readonly int n_seq      # sequences with a cache of their own (n_ctx positions each; llamapy-server's slots)
     cdef float *x                # [n_batch, n_embd] residual stream
     cdef float *xb               # [n_batch, n_embd] normed input / projection output
     cdef float *q                # [n_batch, n_head * head_dim]
@@ -155,9 +156,10 @@ cdef class LlamaForward:
     cdef float *att              # [n_batch, n_head * head_dim] attention output (heads concatenated)
     cdef float *hb               # [n_batch, n_ff] gate, then silu(gate) * up
     cdef float *hb2              # [n_batch, n_ff] up
-    cdef uint8_t *kc             # [n_layer, n_ctx, k_row bytes] K cache (n_kv_head * head_dim of type_k)
-    cdef uint8_t *vc             # [n_layer, n_ctx, v_row bytes] V cache (n_kv_head * head_dim of type_v)
-    cdef int32_t *pos            # [n_batch] positions of the batch's tokens
+    cdef uint8_t *kc             # [n_layer, n_seq * n_ctx, k_row bytes] K cache (n_kv_head * head_dim of type_k)
+    cdef uint8_t *vc             # [n_layer, n_seq * n_ctx, v_row bytes] V cache (n_kv_head * head_dim of type_v)
+    cdef int32_t *pos            # [n_batch] positions of the batch's tokens in their sequences
+    cdef int64_t *row0           # [n_batch] cache row of position 0 of each token's sequence
     cdef void *work              # quantized activations for the matmuls
     cdef float *attn_work        # [max_threads, llp_attention_work_size(n_ctx, head_dim)]
 
@@ -168,7 +170,7 @@ cdef class LlamaForward:
         free(self.layers)
 
     def __init__(self, dict cfg, list layers, tok_embd, output_norm, output, int n_ctx, int n_batch,
-                 int max_threads, keep=None, type_k="f16", type_v="f16"):
+                 int max_threads, keep=None, type_k="f16", type_v="f16", int n_seq=1):
         """cfg: n_layer, n_embd, n_head, n_kv_head, head_dim, n_ff, n_vocab, rms_eps, rope_base, rope_dims,
         rope_neox; optionally rope_freq_scale (1 / factor), rope_ext_factor (YaRN: 1; 0: linear scaling only),
         rope_attn_factor, rope_beta_fast, rope_beta_slow, rope_n_ctx_orig (see ops.h llp_rope_scaling).
@@ -176,7 +178,8 @@ cdef class LlamaForward:
         norms as addresses of float32 vectors, optional biases bq, bk, bv, bo likewise (0 / absent: none).
         tok_embd / output: matrix specs; output_norm: an address.
         keep: the owner of that memory, held for as long as this object lives.
-        type_k, type_v: KV cache types, names or ggml ids (K: f32, f16, q8_0; V: f32, f16)."""
+        type_k, type_v: KV cache types, names or ggml ids (K: f32, f16, q8_0; V: f32, f16).
+        n_seq: independent sequences the cache holds (see forward's `seqs`), n_ctx positions each."""
         import numpy as np
         cdef int l
         self._keep = keep
@@ -193,8 +196,9 @@ cdef class LlamaForward:
         if not self.rope_scaling.freq_scale > 0 or (self.rope_scaling.ext_factor != 0
                                                      and self.rope_scaling.n_ctx_orig <= 0):
             raise ValueError("bad RoPE scaling parameters")
-        if n_ctx < 1 or n_batch < 1 or max_threads < 1:
-            raise ValueError("n_ctx, n_batch and max_threads must be positive")
+        if n_ctx < 1 or n_batch < 1 or max_threads < 1 or n_seq < 1:
+            raise ValueError("n_ctx, n_batch, max_threads and n_seq must be positive")
+        self.n_seq = n_seq
         if self.n_head % self.n_kv_head or len(layers) != self.n_layer:
             raise ValueError("inconsistent head counts or layer list")
         if self.rope_dims % 2 or self.rope_dims > self.head_dim or self.rope_dims > 1024:
@@ -252,9 +256,10 @@ cdef class LlamaForward:
         self.att_arr = np.zeros((nb, dq), f32)
         self.hb_arr = np.zeros((nb, ff), f32)
         self.hb2_arr = np.zeros((nb, ff), f32)
-        self.kcache = np.zeros((self.n_layer, n_ctx, self.k_row), np.uint8)
-        self.vcache = np.zeros((self.n_layer, n_ctx, self.v_row), np.uint8)
+        self.kcache = np.zeros((self.n_layer, n_seq * n_ctx, self.k_row), np.uint8)
+        self.vcache = np.zeros((self.n_layer, n_seq * n_ctx, self.v_row), np.uint8)
         self.pos_arr = np.zeros(nb, np.int32)
+        self.row0_arr = np.zeros(nb, np.int64)
         self.work_arr = np.zeros(max(work, 64), np.uint8)
         self.attn_work_arr = np.zeros(max_threads * llp_attention_work_size(n_ctx, self.head_dim), f32)
         self.x = <float *><size_t>self.x_arr.ctypes.data
@@ -268,40 +273,46 @@ cdef class LlamaForward:
         self.kc = <uint8_t *><size_t>self.kcache.ctypes.data
         self.vc = <uint8_t *><size_t>self.vcache.ctypes.data
         self.pos = <int32_t *><size_t>self.pos_arr.ctypes.data
+        self.row0 = <int64_t *><size_t>self.row0_arr.ctypes.data
         self.work = <void *><size_t>self.work_arr.ctypes.data
         self.attn_work = <float *><size_t>self.attn_work_arr.ctypes.data
 
-    cdef int _attend(self, const llp_kernels *kern, int l, int64_t n, int64_t pos0, float scale, int64_t n_swa,
+    cdef int _attend(self, const llp_kernels *kern, int l, int64_t n, float scale, int64_t n_swa,
                      int n_threads) noexcept nogil:
         """Layer l: K cache[pos], V cache[pos] = k, v (in the cache types); then
         att = softmax(q K^T * scale + causal / sliding-window mask) V, per head (GQA: K/V head = h / group)."""
         cdef int dq = self.n_head * self.head_dim, dkv = self.n_kv_head * self.head_dim, rc = 0
         cdef llp_kv kv
-        kv.k = self.kc + <size_t>l * self.n_ctx * self.k_row
-        kv.v = self.vc + <size_t>l * self.n_ctx * self.v_row
+        cdef int64_t t, row
+        kv.k = self.kc + <size_t>l * self.n_seq * self.n_ctx * self.k_row
+        kv.v = self.vc + <size_t>l * self.n_seq * self.n_ctx * self.v_row
         kv.k_type, kv.v_type, kv.k_row, kv.v_row = self.type_k, self.type_v, self.k_row, self.v_row
         kv.q8_dot = kern.vec_dot[LLP_Q8_0]
         kv.kern = kern
         if self.k_rot:
             llp_fwht(self.q, n * dq // self.k_rot, self.k_rot)
             llp_fwht(self.k, n * dkv // self.k_rot, self.k_rot)
-        rc |= llp_kv_store(self.type_k, self.k, <uint8_t *>kv.k + pos0 * self.k_row, n * dkv)
-        rc |= llp_kv_store(self.type_v, self.v, <uint8_t *>kv.v + pos0 * self.v_row, n * dkv)
-        rc |= llp_attention(self.q, dq, &kv, self.att, dq, n, pos0, self.n_head, self.n_kv_head, self.head_dim,
-                            scale, n_swa, self.n_ctx, self.attn_work, n_threads)
+        for t in range(n):
+            row = self.row0[t] + self.pos[t]
+            rc |= llp_kv_store(self.type_k, self.k + t * dkv, <uint8_t *>kv.k + row * self.k_row, dkv)
+            rc |= llp_kv_store(self.type_v, self.v + t * dkv, <uint8_t *>kv.v + row * self.v_row, dkv)
+        rc |= llp_attention(self.q, dq, &kv, self.att, dq, n, self.pos, self.row0, self.n_head, self.n_kv_head,
+                            self.head_dim, scale, n_swa, self.n_ctx, self.attn_work, n_threads)
         return rc
 
     def forward(self, const int32_t[::1] tokens not None, int pos0, float[:, ::1] logits not None,
-                bint all_logits=False, int n_threads=1, isa=None):
+                bint all_logits=False, int n_threads=1, isa=None, seqs=None, positions=None):
         """Run tokens (at positions pos0, pos0 + 1, ...) through the model, filling the KV cache.
 
         logits: (len(tokens), n_vocab) when all_logits, else (1, n_vocab) for the last token.
         At most n_batch tokens per call (the driver splits longer inputs).
+        seqs, positions (int32, one per token): tokens of several sequences in one batch instead (pos0
+        unused), token t at position positions[t] of sequence seqs[t]; the weights are read once for all.
         """
         cdef const llp_kernels *kern = _table(isa)
         cdef int64_t n = tokens.shape[0], i
         cdef int l, rc = 0
-        self._check(tokens, pos0, logits, all_logits, n_threads)
+        self._check(tokens, pos0, logits, all_logits, n_threads, seqs, positions)
 
         cdef int d = self.n_embd, dq = self.n_head * self.head_dim, dkv = self.n_kv_head * self.head_dim
         cdef int ff = self.n_ff, hd = self.head_dim
@@ -332,7 +343,7 @@ cdef class LlamaForward:
                 rc |= llp_rope_ext(self.k, n, dkv, self.n_kv_head, hd, self.rope_dims, self.pos, self.rope_base,
                                    self.rope_neox, &self.rope_scaling)
                 # cache k, v; att = softmax(q K^T / sqrt(head_dim) + causal mask) V
-                rc |= self._attend(kern, l, n, pos0, scale, 0, n_threads)
+                rc |= self._attend(kern, l, n, scale, 0, n_threads)
                 # last layer: only the rows whose logits are wanted go on
                 if l == self.n_layer - 1 and not all_logits:
                     x = self.x + (n - 1) * d
@@ -358,13 +369,14 @@ cdef class LlamaForward:
         if rc:
             raise RuntimeError("a kernel failed in the forward pass (unsupported weight type?)")
 
-    cdef _check(self, const int32_t[::1] tokens, int pos0, float[:, ::1] logits, bint all_logits, int n_threads):
-        """Validate a forward call's arguments and fill self.pos with the batch's positions."""
+    cdef _check(self, const int32_t[::1] tokens, int pos0, float[:, ::1] logits, bint all_logits, int n_threads,
+                seqs, positions):
+        """Validate a forward call's arguments; fill self.pos and self.row0 with each token's position and
+        cache row of its sequence's position 0."""
+        import numpy as np
         cdef int64_t n = tokens.shape[0], t
         if n < 1 or n > self.n_batch:
             raise ValueError(f"need 1 to {self.n_batch} tokens per call, got {n}")
-        if pos0 < 0 or pos0 + n > self.n_ctx:
-            raise ValueError(f"positions {pos0}..{pos0 + n - 1} do not fit the context of {self.n_ctx}")
         if logits.shape[0] != (n if all_logits else 1) or logits.shape[1] != self.n_vocab:
             raise ValueError("logits buffer has the wrong shape")
         if n_threads < 1 or n_threads > self.max_threads:
@@ -372,7 +384,23 @@ cdef class LlamaForward:
         for t in range(n):
             if tokens[t] < 0 or tokens[t] >= self.n_vocab:
                 raise ValueError(f"token id {tokens[t]} is out of range (vocabulary of {self.n_vocab})")
-            self.pos[t] = pos0 + t
+        if seqs is None and positions is None:
+            if pos0 < 0 or pos0 + n > self.n_ctx:
+                raise ValueError(f"positions {pos0}..{pos0 + n - 1} do not fit the context of {self.n_ctx}")
+            for t in range(n):
+                self.pos[t], self.row0[t] = pos0 + t, 0
+            return
+        s, p = np.asarray(seqs, np.int64).reshape(-1), np.asarray(positions, np.int64).reshape(-1)
+        if len(s) != n or len(p) != n:
+            raise ValueError("seqs and positions need one entry per token")
+        if (s < 0).any() or (s >= self.n_seq).any():
+            raise ValueError(f"sequence ids must be 0..{self.n_seq - 1}")
+        if (p < 0).any() or (p >= self.n_ctx).any():
+            raise ValueError(f"positions must be 0..{self.n_ctx - 1}")
+        if len(set(zip(s.tolist(), p.tolist()))) != n:
+            raise ValueError("two tokens at the same position of one sequence")
+        for t in range(n):
+            self.pos[t], self.row0[t] = p[t], s[t] * self.n_ctx
 
 
 cdef class Gemma3Forward(LlamaForward):
@@ -382,12 +410,12 @@ cdef class Gemma3Forward(LlamaForward):
     cdef readonly float embd_scale, attn_scale, final_softcap
 
     def __init__(self, dict cfg, list layers, tok_embd, output_norm, output, int n_ctx, int n_batch,
-                 int max_threads, keep=None, type_k="f16", type_v="f16"):
+                 int max_threads, keep=None, type_k="f16", type_v="f16", int n_seq=1):
         """As LlamaForward, plus cfg: embd_scale (x = embedding * embd_scale), attn_scale (q is multiplied by
         it before Q.K), final_softcap (0: none); and per layer: q_norm, k_norm, post_attn_norm,
         post_ffw_norm (addresses of float32 vectors), rope_base, n_swa (0: global attention)."""
         LlamaForward.__init__(self, cfg, layers, tok_embd, output_norm, output, n_ctx, n_batch, max_threads, keep,
-                              type_k, type_v)
+                              type_k, type_v, n_seq)
         cdef int l
         self.embd_scale, self.attn_scale = cfg["embd_scale"], cfg["attn_scale"]
         self.final_softcap = cfg.get("final_softcap", 0.0)
@@ -406,12 +434,12 @@ cdef class Gemma3Forward(LlamaForward):
                 raise ValueError(f"layer {l}: negative sliding window")
 
     def forward(self, const int32_t[::1] tokens not None, int pos0, float[:, ::1] logits not None,
-                bint all_logits=False, int n_threads=1, isa=None):
+                bint all_logits=False, int n_threads=1, isa=None, seqs=None, positions=None):
         """As LlamaForward.forward."""
         cdef const llp_kernels *kern = _table(isa)
         cdef int64_t n = tokens.shape[0], i
         cdef int l, rc = 0
-        self._check(tokens, pos0, logits, all_logits, n_threads)
+        self._check(tokens, pos0, logits, all_logits, n_threads, seqs, positions)
 
         cdef int d = self.n_embd, dq = self.n_head * self.head_dim, dkv = self.n_kv_head * self.head_dim
         cdef int ff = self.n_ff, hd = self.head_dim
@@ -438,7 +466,7 @@ cdef class Gemma3Forward(LlamaForward):
                 rc |= llp_rope(self.k, n, dkv, self.n_kv_head, hd, self.rope_dims, self.pos, L.rope_base, self.rope_neox)
                 llp_scale(self.q, self.attn_scale, n * dq)
                 # cache k, v; att = softmax(q K^T + causal / sliding-window mask) V (q already scaled)
-                rc |= self._attend(kern, l, n, pos0, 1.0, L.n_swa, n_threads)
+                rc |= self._attend(kern, l, n, 1.0, L.n_swa, n_threads)
                 # last layer: only the rows whose logits are wanted go on
                 if l == self.n_layer - 1 and not all_logits:
                     x = self.x + (n - 1) * d
@@ -595,14 +623,18 @@ def op_attention(const float[:, ::1] q not None, kc not None, vc not None, int p
     kv.v = &vmv[0, 0]
     out = np.empty((n, n_head * head_dim), np.float32)
     work_arr = np.empty(n_threads * llp_attention_work_size(n_ctx, head_dim), np.float32)
+    pos_arr = np.arange(pos0, pos0 + n, dtype=np.int32)
+    row0_arr = np.zeros(max(n, 1), np.int64)
+    cdef const int32_t[::1] pos = pos_arr if n else np.zeros(1, np.int32)
+    cdef const int64_t[::1] row0 = row0_arr
     cdef float[:, ::1] y = out
     cdef float[::1] work = work_arr
     cdef float scale = 1.0 / sqrtf(<float>head_dim)
     cdef int rc = 0
     if n:
         with nogil:
-            rc = llp_attention(&q[0, 0], q.shape[1], &kv, &y[0, 0], y.shape[1], n, pos0, n_head, n_kv_head,
-                               head_dim, scale, n_swa, n_ctx, &work[0], n_threads)
+            rc = llp_attention(&q[0, 0], q.shape[1], &kv, &y[0, 0], y.shape[1], n, &pos[0], &row0[0], n_head,
+                               n_kv_head, head_dim, scale, n_swa, n_ctx, &work[0], n_threads)
     if rc:
         raise ValueError("unsupported cache types")
     return out

@@ -303,8 +303,8 @@ static void attend_one(const float *q, const uint8_t *k, const uint8_t *v, const
 }
 
 int llp_attention(const float *q, int64_t q_stride, const llp_kv *kv, float *out, int64_t out_stride,
-                  int64_t n_tok, int64_t pos0, int n_head, int n_kv_head, int head_dim, float scale,
-                  int64_t n_swa, int64_t n_ctx, float *work, int n_threads) {
+                  int64_t n_tok, const int32_t *pos, const int64_t *row0, int n_head, int n_kv_head, int head_dim,
+                  float scale, int64_t n_swa, int64_t n_ctx, float *work, int n_threads) {
     if (kv->kern == NULL
         || !(kv->k_type == LLP_F16 || kv->k_type == LLP_F32 || (kv->k_type == LLP_Q8_0 && kv->q8_dot != NULL))
         || !(kv->v_type == LLP_F16 || kv->v_type == LLP_F32))
@@ -331,9 +331,10 @@ int llp_attention(const float *q, int64_t q_stride, const llp_kv *kv, float *out
         for (int64_t it = 0; it < n_items; it++) {
             const int64_t t = it / n_head;
             const int h = (int)(it % n_head), kh = h / group;
-            const int64_t p = pos0 + t, j0 = (n_swa > 0 && p >= n_swa) ? p - n_swa + 1 : 0;
-            attend_one(q + t * q_stride + (int64_t)h * head_dim, (const uint8_t *)kv->k + (size_t)kh * k_head,
-                       (const uint8_t *)kv->v + (size_t)kh * v_head, kv, out + t * out_stride + (int64_t)h * head_dim,
+            const int64_t p = pos[t], j0 = (n_swa > 0 && p >= n_swa) ? p - n_swa + 1 : 0;
+            const uint8_t *k = (const uint8_t *)kv->k + (size_t)row0[t] * kv->k_row + (size_t)kh * k_head;
+            const uint8_t *v = (const uint8_t *)kv->v + (size_t)row0[t] * kv->v_row + (size_t)kh * v_head;
+            attend_one(q + t * q_stride + (int64_t)h * head_dim, k, v, kv, out + t * out_stride + (int64_t)h * head_dim,
                        j0, p + 1, head_dim, scale, lanes, w);
         }
     }

@@ -1,8 +1,7 @@
 """Architecture registry: `general.architecture` -> how to load the model's weights and build its forward pass.
 
-Each entry's build(reader, cfg, n_ctx, n_batch, n_threads, type_k, type_v) returns (weights, forward), where
-forward is a C
-forward-pass object of llamapy._kernels._ops (LlamaForward or a subclass) that holds the weight addresses,
+Each entry's build(reader, cfg, n_ctx, n_batch, n_threads, type_k, type_v, n_seq=1) returns (weights,
+forward), where forward is a C forward-pass object of llamapy._kernels._ops (LlamaForward or a subclass) that holds the weight addresses,
 the KV cache and the activation buffers, and weights owns the memory-map views those addresses point into.
 """
 from __future__ import annotations
@@ -55,7 +54,7 @@ def _rope_scaling_cfg(cfg) -> dict:
 # does) and NEOX RoPE (config.NEOX_ROPE_ARCHES).
 @register("llama")
 @register("qwen2")
-def build_llama(reader, cfg, n_ctx, n_batch, n_threads, type_k="f16", type_v="f16"):
+def build_llama(reader, cfg, n_ctx, n_batch, n_threads, type_k="f16", type_v="f16", n_seq=1):
     w = LlamaWeights.from_gguf(reader, cfg)
     if cfg.arch == "qwen2" and any(layer.bq is None or layer.bk is None or layer.bv is None for layer in w.layers):
         raise ValueError("qwen2 model without attn_q/k/v biases")
@@ -63,7 +62,7 @@ def build_llama(reader, cfg, n_ctx, n_batch, n_threads, type_k="f16", type_v="f1
     fcfg.update(_rope_scaling_cfg(cfg))
     fwd = _ops.LlamaForward(fcfg, [layer.spec() for layer in w.layers], w.token_embd.spec(),
                             w.output_norm.ctypes.data, w.output.spec(), n_ctx, n_batch, n_threads, keep=(reader, w),
-                            type_k=type_k, type_v=type_v)
+                            type_k=type_k, type_v=type_v, n_seq=n_seq)
     return w, fwd
 
 
@@ -86,7 +85,7 @@ def layer_rope_bases(cfg) -> list:
 
 
 @register("gemma3")
-def build_gemma3(reader, cfg, n_ctx, n_batch, n_threads, type_k="f16", type_v="f16"):
+def build_gemma3(reader, cfg, n_ctx, n_batch, n_threads, type_k="f16", type_v="f16", n_seq=1):
     if cfg.rope_scaling != "none":
         raise ValueError(f"gemma3 with RoPE scaling ({cfg.rope_scaling}, freq scale {cfg.rope_freq_scale}) "
                          "is not supported yet")
@@ -104,5 +103,6 @@ def build_gemma3(reader, cfg, n_ctx, n_batch, n_threads, type_k="f16", type_v="f
         spec.update(rope_base=base, n_swa=cfg.n_swa if local else 0)
         specs.append(spec)
     fwd = _ops.Gemma3Forward(fcfg, specs, w.token_embd.spec(), w.output_norm.ctypes.data, w.output.spec(),
-                             n_ctx, n_batch, n_threads, keep=(reader, w), type_k=type_k, type_v=type_v)
+                             n_ctx, n_batch, n_threads, keep=(reader, w), type_k=type_k, type_v=type_v,
+                             n_seq=n_seq)
     return w, fwd

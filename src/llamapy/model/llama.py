@@ -23,10 +23,11 @@ from llamapy.runtime import effective_n_threads
 
 class Model:
     def __init__(self, path, n_ctx: int = 2048, n_batch: int = 512, n_threads: int | None = None,
-                 type_k: str | int = "f16", type_v: str | int = "f16"):
+                 type_k: str | int = "f16", type_v: str | int = "f16", n_seq: int = 1):
         """path: a .gguf file, or an open GGUFReader of one (reused, so the file is parsed only once).
         type_k, type_v: KV cache types, by name or ggml type id (llamapy.model.kvcache: K f32, f16, q8_0;
-        V f32, f16)."""
+        V f32, f16). n_seq: sequences with a KV cache of their own (n_ctx positions each), evaluated
+        together by eval_seqs; eval, kv_shift, kv_rows and kv_restore work on sequence 0."""
         type_k, type_v = kv_cache_type(type_k, "K"), kv_cache_type(type_v, "V")
         self.reader = path if isinstance(path, GGUFReader) else GGUFReader(path)
         path = self.reader.path
@@ -40,7 +41,9 @@ class Model:
         self.config = cfg = ModelConfig.from_gguf(self.reader)
         self.n_threads = effective_n_threads(n_threads)
         self.n_ctx = n_ctx
-        self.weights, self._fwd = arch.build(self.reader, cfg, n_ctx, n_batch, self.n_threads, type_k, type_v)
+        self.weights, self._fwd = arch.build(self.reader, cfg, n_ctx, n_batch, self.n_threads, type_k, type_v,
+                                             n_seq=n_seq)
+        self.n_seq = n_seq
         self.type_k, self.type_v = type_k, type_v
         self.n_batch = self._fwd.n_batch
         self.n_vocab = cfg.n_vocab
@@ -66,6 +69,18 @@ class Model:
                 self._fwd.forward(chunk, pos + start, out, False, threads)
             else:
                 self._fwd.forward(chunk, pos + start, np.empty((1, self.n_vocab), np.float32), False, threads)
+        return out
+
+    def eval_seqs(self, tokens, seqs, positions, n_threads: int | None = None) -> np.ndarray:
+        """Evaluate tokens of several sequences in one batch (the weights are read once for all): token t at
+        position positions[t] of sequence seqs[t] (earlier positions of that sequence already evaluated, or
+        earlier in this batch). Returns float32 logits, (len(tokens), n_vocab). At most n_batch tokens."""
+        ids = np.ascontiguousarray(tokens, dtype=np.int32).reshape(-1)
+        if ids.shape[0] == 0:
+            raise ValueError("no tokens to evaluate")
+        threads = self.n_threads if n_threads is None else min(n_threads, self.n_threads)
+        out = np.empty((ids.shape[0], self.n_vocab), dtype=np.float32)
+        self._fwd.forward(ids, 0, out, True, threads, seqs=seqs, positions=positions)
         return out
 
     def kv_shift(self, p0: int, p1: int, delta: int) -> None:

@@ -101,17 +101,19 @@ typedef struct {
 /* Scratch floats llp_attention needs per thread for contexts of up to n_ctx positions. */
 size_t llp_attention_work_size(int64_t n_ctx, int head_dim);
 
-/* Causal multi-head attention with grouped K/V heads over the cache.
+/* Causal multi-head attention with grouped K/V heads over the cache, for tokens of one or several
+ * sequences (each sequence has its own n_ctx cache rows, starting at row row0[t] for token t).
  *   q:   n_tok x (n_head * head_dim) floats, rows q_stride floats apart (already rotated)
- *   kv:  the layer's cache; positions 0 .. pos0 + n_tok - 1 must be filled
+ *   kv:  the layer's cache; rows row0[t] + 0 .. row0[t] + pos[t] must be filled
  *   out: n_tok x (n_head * head_dim) floats, rows out_stride floats apart
- * Query token t sits at position p = pos0 + t and sees positions 0 .. p, or only the last n_swa of them
- * (p - n_swa + 1 .. p: a sliding window, as llama.cpp's standard SWA mask) when n_swa > 0; head h reads K/V head
- * h / (n_head / n_kv_head). scores = (q' . k) * scale with q' = q in K's partner type, p = softmax(scores),
- * out = p' . v with p' = f16(p) for an f16 V, p for an f32 V.
+ * Query token t sits at position p = pos[t] of its sequence and sees positions 0 .. p, or only the last n_swa
+ * of them (p - n_swa + 1 .. p: a sliding window, as llama.cpp's standard SWA mask) when n_swa > 0; head h
+ * reads K/V head h / (n_head / n_kv_head). scores = (q' . k) * scale with q' = q in K's partner type,
+ * p = softmax(scores), out = p' . v with p' = f16(p) for an f16 V, p for an f32 V. One token sums its dots
+ * in llama.cpp's one-token order, several in its batch order (kernels.h).
  * work: n_threads * llp_attention_work_size(n_ctx, head_dim) floats. Returns 1 for unsupported cache types. */
 int llp_attention(const float *q, int64_t q_stride, const llp_kv *kv, float *out, int64_t out_stride,
-                  int64_t n_tok, int64_t pos0, int n_head, int n_kv_head, int head_dim, float scale,
-                  int64_t n_swa, int64_t n_ctx, float *work, int n_threads);
+                  int64_t n_tok, const int32_t *pos, const int64_t *row0, int n_head, int n_kv_head, int head_dim,
+                  float scale, int64_t n_swa, int64_t n_ctx, float *work, int n_threads);
 
 #endif
