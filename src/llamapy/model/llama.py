@@ -71,16 +71,26 @@ class Model:
                 self._fwd.forward(chunk, pos + start, np.empty((1, self.n_vocab), np.float32), False, threads)
         return out
 
-    def eval_seqs(self, tokens, seqs, positions, n_threads: int | None = None) -> np.ndarray:
+    def eval_seqs(self, tokens, seqs, positions, all_logits: bool = True, n_threads: int | None = None) -> np.ndarray:
         """Evaluate tokens of several sequences in one batch (the weights are read once for all): token t at
-        position positions[t] of sequence seqs[t] (earlier positions of that sequence already evaluated, or
-        earlier in this batch). Returns float32 logits, (len(tokens), n_vocab). At most n_batch tokens."""
+        position positions[t] of sequence seqs[t] (earlier positions of that sequence evaluated before, or
+        earlier in this call). Returns float32 logits, (len(tokens), n_vocab) when all_logits, else (1,
+        n_vocab) for the last token. Inputs longer than n_batch go in chunks, in order."""
         ids = np.ascontiguousarray(tokens, dtype=np.int32).reshape(-1)
-        if ids.shape[0] == 0:
+        seqs = np.ascontiguousarray(seqs, dtype=np.int32).reshape(-1)
+        positions = np.ascontiguousarray(positions, dtype=np.int32).reshape(-1)
+        n = ids.shape[0]
+        if n == 0:
             raise ValueError("no tokens to evaluate")
+        if seqs.shape[0] != n or positions.shape[0] != n:
+            raise ValueError("seqs and positions need one entry per token")
         threads = self.n_threads if n_threads is None else min(n_threads, self.n_threads)
-        out = np.empty((ids.shape[0], self.n_vocab), dtype=np.float32)
-        self._fwd.forward(ids, 0, out, True, threads, seqs=seqs, positions=positions)
+        out = np.empty((n if all_logits else 1, self.n_vocab), dtype=np.float32)
+        for start in range(0, n, self.n_batch):
+            end = min(start + self.n_batch, n)
+            rows = out[start:end] if all_logits else (out if end == n else np.empty((1, self.n_vocab), np.float32))
+            self._fwd.forward(ids[start:end], 0, rows, all_logits, threads, seqs=seqs[start:end],
+                              positions=positions[start:end])
         return out
 
     def kv_shift(self, p0: int, p1: int, delta: int) -> None:

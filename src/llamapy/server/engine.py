@@ -29,8 +29,8 @@ class Cancelled(Exception):
 
 
 class Slot:
-    """One sequence of the server: its own KV cache (a ``Model`` over the shared memory-mapped weights) and
-    the tokens that cache holds at positions 0, 1, ..."""
+    """One sequence of the server: its own part of the shared model's KV cache (sequence ``id`` of a
+    ``Model(n_seq=n_slots)``) and the tokens that part holds at positions 0, 1, ..."""
 
     def __init__(self, slot_id: int, model):
         self.id = slot_id
@@ -60,13 +60,28 @@ class EvalRequest:
 def decode_step(batch: list[EvalRequest]) -> None:
     """The one engine call of a scheduler step: evaluate each slot's tokens at its positions, fill in logits.
 
-    PENDING ENGINE SUPPORT: llama-server decodes all the slots in ONE batched forward call (one pass over the
-    weights for every slot's token). llamapy's C forward evaluates one sequence per call, so this loops over
-    the slots; when the engine grows a multi-sequence forward, only this function changes.
+    As llama-server, the slots generating a token are decoded in ONE batched forward call (one pass over the
+    weights for all of them, each token attending to its own slot's cache). A slot evaluating a prompt goes
+    through the same model on its own (its logits are only wanted for the last token).
     """
-    for req in batch:
+    singles = [req for req in batch if len(req.tokens) == 1]
+    if singles:
+        model = singles[0].slot.model
         try:
-            req.logits = req.slot.model.eval(req.tokens, req.pos)
+            logits = model.eval_seqs([r.tokens[0] for r in singles], [r.slot.id for r in singles],
+                                     [r.pos for r in singles])
+            for i, req in enumerate(singles):
+                req.logits = logits[i:i + 1]
+        except BaseException as e:  # noqa: BLE001 - handed to the waiting requests
+            for req in singles:
+                req.error = e
+    for req in batch:
+        if len(req.tokens) == 1:
+            continue
+        try:
+            n = len(req.tokens)
+            req.logits = req.slot.model.eval_seqs(req.tokens, [req.slot.id] * n, list(range(req.pos, req.pos + n)),
+                                                  all_logits=False)
         except BaseException as e:  # noqa: BLE001 - handed to the waiting request
             req.error = e
 
@@ -286,11 +301,11 @@ class Engine:
         self.metrics = Metrics()
         self.scheduler = Scheduler(self.metrics)
         base = llm._model
-        # slot 0 uses the Llama's own model; the others share its GGUF reader (one memory map of the
-        # weights) and only add a KV cache and activation buffers each
-        models = [base] + [Model(base.reader, n_ctx=slot_ctx, n_batch=base.n_batch, n_threads=base.n_threads,
-                                 type_k=base.type_k, type_v=base.type_v) for _ in range(n_slots - 1)]
-        self.pool = SlotPool([Slot(i, m) for i, m in enumerate(models)], self.scheduler, self.metrics)
+        # one model over the Llama's GGUF reader (the same memory map of the weights) with a KV cache of
+        # slot_ctx positions per slot: the slots decode together in one forward call
+        shared = Model(base.reader, n_ctx=slot_ctx, n_batch=base.n_batch, n_threads=base.n_threads,
+                       type_k=base.type_k, type_v=base.type_v, n_seq=n_slots)
+        self.pool = SlotPool([Slot(i, shared) for i in range(n_slots)], self.scheduler, self.metrics)
 
     def submit(self, make_plan) -> Job:
         """Run a request in a worker thread: ``make_plan()`` (may raise ValueError: a bad request), then a
