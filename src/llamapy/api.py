@@ -21,6 +21,7 @@ from typing import Iterator
 from llamapy.chat import ChatTemplate
 from llamapy.generate import Generation, GenStats, format_perf
 from llamapy.grammar import response_format_grammar
+from llamapy.logprobs import chat_logprobs, chat_n_probs, completion_logprobs, completion_n_probs
 from llamapy.sampling import DEFAULT_SEED, Sampler, SamplingParams
 
 __all__ = ["Llama"]
@@ -143,7 +144,8 @@ class Llama:
         DRY ("don't repeat yourself", off unless ``dry_multiplier`` != 0) takes llama.cpp server's names:
         ``dry_base`` below 1 means the default, ``dry_sequence_breakers`` None the default breakers
         ("\\n", ":", "\"", "*"), else a non-empty list of strings. ``grammar``: a ``LlamaGrammar`` (or GBNF
-        text) the completion must follow.
+        text) the completion must follow. ``logprobs=N``: each token's log probability and the N most likely
+        tokens' (log-softmax of the raw logits; llamapy.logprobs), in ``choices[0]["logprobs"]`` (not with echo).
 
         Returns ``{"id", "object": "text_completion", "created", "model", "choices": [{"text", "index",
         "logprobs", "finish_reason"}], "usage": {...}}``, or with ``stream=True`` an iterator of chunks
@@ -152,8 +154,7 @@ class Llama:
         """
         if suffix is not None:
             raise ValueError("suffix (infill) is not supported yet")
-        if logprobs is not None:
-            raise ValueError("logprobs are not supported yet")
+        n_probs = completion_n_probs(logprobs, echo)
         for name in ("logits_processor", "stopping_criteria"):
             if kwargs.get(name) is not None:
                 raise ValueError(f"{name} is not supported yet")
@@ -161,16 +162,20 @@ class Llama:
                                dry_sequence_breakers)
         gen, prompt_ids = self._start(prompt, max_tokens, temperature, top_p, min_p, typical_p, stop,
                                       frequency_penalty, presence_penalty, repeat_penalty, top_k, seed,
-                                      mirostat_mode, mirostat_tau, mirostat_eta, logit_bias, dry, grammar)
+                                      mirostat_mode, mirostat_tau, mirostat_eta, logit_bias, dry, grammar,
+                                      n_probs=n_probs)
         head = {"id": f"cmpl-{uuid.uuid4()}", "object": "text_completion", "created": int(time.time()),
                 "model": model or self.model_path}
         prompt_text = self.tokenizer_.decode(prompt_ids) if echo else ""
+        # text offsets count from the prompt's start, as in llama-cpp-python and OpenAI
+        base = len(prompt) if isinstance(prompt, str) else len(self.tokenizer_.decode(prompt_ids))
         if stream:
-            return self._stream(gen, head, prompt_text)
+            return self._stream(gen, head, prompt_text, base)
         gen.run()
         self._report(gen)
         n_completion = self._n_completion(gen)
-        return {**head, "choices": [{"text": prompt_text + gen.text, "index": 0, "logprobs": None,
+        logprobs_out = None if n_probs is None else completion_logprobs(gen.logprobs, self.tokenizer_, base)
+        return {**head, "choices": [{"text": prompt_text + gen.text, "index": 0, "logprobs": logprobs_out,
                                      "finish_reason": self._finish(gen)}],
                 "usage": {"prompt_tokens": gen.n_prompt, "completion_tokens": n_completion,
                           "total_tokens": gen.n_prompt + n_completion}}
@@ -200,27 +205,31 @@ class Llama:
         ``response_format`` ``{"type": "json_object"}`` (any JSON object), ``{"type": "json_object", "schema":
         S}`` or ``{"type": "json_schema", "json_schema": {"schema": S}}`` constrains the reply to JSON (that
         fits S); it takes precedence over ``grammar`` (a ``LlamaGrammar``), as in llama-cpp-python.
+        ``logprobs=True``: OpenAI's ``choices[0]["logprobs"]["content"]`` (each token's log probability, bytes
+        and the ``top_logprobs`` most likely tokens', default 0), in every streamed chunk too.
         """
         for name, value in (("functions", functions), ("function_call", function_call), ("tools", tools),
-                            ("tool_choice", tool_choice), ("logits_processor", logits_processor), ("logprobs", logprobs),
-                            ("top_logprobs", top_logprobs)):
+                            ("tool_choice", tool_choice), ("logits_processor", logits_processor)):
             if value is not None:
                 raise ValueError(f"{name} is not supported yet")
+        n_probs = chat_n_probs(logprobs, top_logprobs)
         gen, head = self._start_chat(messages, stop=stop, max_tokens=max_tokens, temperature=temperature,
                                      top_p=top_p, min_p=min_p, typical_p=typical_p,
                                      frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
                                      repeat_penalty=repeat_penalty, top_k=top_k, seed=seed,
                                      mirostat_mode=mirostat_mode, mirostat_tau=mirostat_tau,
                                      mirostat_eta=mirostat_eta, logit_bias=logit_bias, model=model,
-                                     stream=stream, grammar=response_format_grammar(response_format) or grammar)
+                                     stream=stream, grammar=response_format_grammar(response_format) or grammar,
+                                     n_probs=n_probs)
         if stream:
             return self._chat_stream(gen, head)
         gen.run()
         self._report(gen)
         n_completion = self._n_completion(gen)
+        logprobs_out = None if n_probs is None else {"content": chat_logprobs(gen.logprobs, self.tokenizer_)}
         return {**head,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": gen.text}, "logprobs": None,
-                             "finish_reason": self._finish(gen)}],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": gen.text},
+                             "logprobs": logprobs_out, "finish_reason": self._finish(gen)}],
                 "usage": {"prompt_tokens": gen.n_prompt, "completion_tokens": n_completion,
                           "total_tokens": gen.n_prompt + n_completion}}
 
@@ -244,13 +253,14 @@ class Llama:
         return gen, head
 
     def _chat_stream(self, gen: Generation, head: dict) -> Iterator[dict]:
-        def chunk(delta, reason=None):
-            return {**head, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}]}
+        def chunk(delta, reason=None, probs=None):
+            logprobs = None if probs is None else {"content": chat_logprobs(probs, self.tokenizer_)}
+            return {**head, "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": reason}]}
 
         yield chunk({"role": "assistant"})
         for step in gen:
-            if step.text:
-                yield chunk({"content": step.text})
+            if step.text or step.probs:
+                yield chunk({"content": step.text}, probs=step.probs if gen.n_probs is not None else None)
         self._report(gen)
         yield chunk({}, self._finish(gen))
 
@@ -270,7 +280,7 @@ class Llama:
 
     def _start(self, prompt, max_tokens, temperature, top_p, min_p, typical_p, stop, frequency_penalty,
                presence_penalty, repeat_penalty, top_k, seed, mirostat_mode, mirostat_tau, mirostat_eta,
-               logit_bias, dry, grammar=None):
+               logit_bias, dry, grammar=None, n_probs=None):
         tok = self.tokenizer_
         if isinstance(prompt, str):
             if prompt == "":
@@ -297,7 +307,7 @@ class Llama:
         stats = GenStats(load_ms=self.load_ms if self._first_call else 0.0)
         self._first_call = False
         return Generation(self._model, tok, sampler, prompt_ids, max_tokens=max_tokens, stop=stop or (),
-                          stats=stats), prompt_ids
+                          stats=stats, n_probs=n_probs), prompt_ids
 
     @staticmethod
     def _finish(gen: Generation) -> str:
@@ -309,14 +319,17 @@ class Llama:
             n -= 1  # the end-of-generation token is not part of the completion
         return n
 
-    def _stream(self, gen: Generation, head: dict, prompt_text: str) -> Iterator[dict]:
-        def chunk(text, reason=None):
-            return {**head, "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": reason}]}
+    def _stream(self, gen: Generation, head: dict, prompt_text: str, base: int) -> Iterator[dict]:
+        def chunk(text, reason=None, logprobs=None):
+            return {**head, "choices": [{"text": text, "index": 0, "logprobs": logprobs, "finish_reason": reason}]}
 
         if prompt_text:
             yield chunk(prompt_text)
         for step in gen:
-            yield chunk(step.text)
+            logprobs = None
+            if gen.n_probs is not None:
+                logprobs = completion_logprobs(step.probs, self.tokenizer_, base)
+            yield chunk(step.text, logprobs=logprobs)
         self._report(gen)
         yield chunk("", self._finish(gen))
 

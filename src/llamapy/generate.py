@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from llamapy.logprobs import TokenProbs, token_probs
+
 __all__ = ["Generation", "GenStats", "Step", "StopMatcher", "PromptTooLong", "format_perf"]
 
 
@@ -109,10 +111,12 @@ class StopMatcher:
 
 @dataclass
 class Step:
-    """One generated token (``token`` None for the final flush) and the text it releases."""
+    """One generated token (``token`` None for the final flush), the text it releases and, with ``n_probs``,
+    the log probabilities of the tokens whose text starts in it."""
 
     token: int | None
     text: str
+    probs: tuple | list = ()
 
 
 class Generation:
@@ -122,12 +126,14 @@ class Generation:
 
     max_tokens < 0: until an end-of-generation token or the context is full. ``stop_on_eog`` False keeps
     going past EOS (``--ignore-eos`` normally makes EOS unsamplable instead). ``special``: render control
-    tokens in the text.
+    tokens in the text. ``n_probs`` (None: off, no cost): record every completion token's log probability
+    and the ``n_probs`` most likely tokens' (``logprobs``; llamapy.logprobs), released with its text: the
+    end-of-generation token and the tokens of a stop string are not part of the completion.
     """
 
     def __init__(self, model, tokenizer, sampler, prompt_ids, *, max_tokens: int = -1, stop=(),
                  accept_prompt: bool = True, special: bool = False, stats: GenStats | None = None,
-                 n_ctx: int | None = None, stop_on_eog: bool = True):
+                 n_ctx: int | None = None, stop_on_eog: bool = True, n_probs: int | None = None):
         self.model, self.tokenizer, self.sampler = model, tokenizer, sampler
         self.prompt = [int(t) for t in prompt_ids]
         self.n_ctx = int(n_ctx or model.n_ctx)
@@ -144,6 +150,9 @@ class Generation:
         self.stop_on_eog = stop_on_eog
         self.matcher = StopMatcher(stop)
         self.decoder = tokenizer.stream(special=special)
+        self.n_probs = None if n_probs is None else int(n_probs)
+        self.logprobs: list[TokenProbs] = []      # released with their text
+        self._held: list[TokenProbs] = []         # sampled, text not released yet
         self.stats = stats or GenStats()
         self.tokens: list[int] = []
         self.text = ""
@@ -168,7 +177,16 @@ class Generation:
 
     def _emit(self, token, text) -> Step:
         self.text += text
-        return Step(token, text)
+        return Step(token, text, self._release(len(self.text)) if self._held else ())
+
+    def _release(self, end: int) -> list[TokenProbs]:
+        """The held tokens whose text starts before ``end``."""
+        n = 0
+        while n < len(self._held) and self._held[n].offset < end:
+            n += 1
+        out, self._held = self._held[:n], self._held[n:]
+        self.logprobs += out
+        return out
 
     def _run(self):
         model, sampler, st, clock = self.model, self.sampler, self.stats, time.perf_counter
@@ -182,6 +200,8 @@ class Generation:
         n_past = len(self.prompt)
         eog = self.tokenizer.vocab.eog_ids
         reason = None
+        n_chars = 0            # characters decoded so far (released or held by the stop matcher)
+        cut = False            # a stop string cut the text
         while True:
             if 0 <= self.max_tokens <= len(self.tokens):
                 reason = "length"
@@ -195,12 +215,19 @@ class Generation:
             if tok in eog and self.stop_on_eog:
                 reason = "stop"
                 break
-            text, stopped = self.matcher.push(self.decoder.feed(tok))
+            piece = self.decoder.feed(tok)
+            if self.n_probs is not None:
+                tp = token_probs(logits[0], tok, self.n_probs)
+                tp.offset = n_chars
+                self._held.append(tp)
+                n_chars += len(piece)
+            text, stopped = self.matcher.push(piece)
             if text:
                 yield self._emit(tok, text)
             if stopped:
                 reason = "stop"
                 self.decoder = None
+                cut = True
                 break
             if 0 <= self.max_tokens <= len(self.tokens):
                 reason = "length"
@@ -219,6 +246,12 @@ class Generation:
             tail += "" if stopped else self.matcher.flush()
             if stopped:
                 self.finish_reason = "stop"
+                cut = True
             if tail:
                 yield self._emit(None, tail)
+        if self._held:      # tokens without text of their own at the end; a stop string's are dropped
+            probs = self._release(len(self.text)) if cut else self._release(n_chars + 1)
+            self._held = []
+            if probs:
+                yield Step(None, "", probs)
         st.finish()
