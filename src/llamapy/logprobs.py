@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["TokenProbs", "token_probs", "completion_logprobs", "chat_logprobs", "native_probs", "completion_n_probs",
-           "chat_n_probs"]
+           "chat_n_probs", "native_n_probs"]
 
 
 @dataclass
@@ -106,3 +106,8 @@ def chat_n_probs(logprobs, top_logprobs) -> int | None:
             raise ValueError("top_logprobs requires logprobs to be set to true")
         return None
     return 0 if top_logprobs is None else _count("top_logprobs", top_logprobs)
+
+
+def native_n_probs(n_probs) -> int | None:
+    """llama-server's ``n_probs`` (0: off) -> ``Generation``'s n_probs."""
+    return None if n_probs == 0 else _count("n_probs", n_probs)

@@ -25,6 +25,8 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llamapy.generate import PromptTooLong
+from llamapy.logprobs import (chat_logprobs, chat_n_probs, completion_logprobs, completion_n_probs, native_n_probs,
+                              native_probs)
 from llamapy.sampling import DEFAULT_SEED
 from llamapy.server.engine import Engine, Plan, Result
 from llamapy.server.schemas import (ChatRequest, CompletionRequest, DetokenizeRequest, NativeCompletionRequest,
@@ -249,13 +251,13 @@ def create_app(engine: Engine, options: ServerOptions) -> FastAPI:
         if req.id_slot >= len(engine.pool.slots):
             raise ValueError(f"id_slot {req.id_slot} out of range (the server has {len(engine.pool.slots)} slots)")
 
-    def plan_completion(req, max_tokens, grammar_kwargs=None):
+    def plan_completion(req, max_tokens, n_probs, grammar_kwargs=None):
         check_common(req)
         n = limit_tokens(max_tokens)
         stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
         gen, prompt_ids = llm._start(prompt=req.prompt, max_tokens=n, stop=stop, **sampling_for(req),
                                      dry=llm._dry_params(0.0, 1.75, 2, 64, None),
-                                     grammar=grammar_for(req, **(grammar_kwargs or {})))
+                                     grammar=grammar_for(req, **(grammar_kwargs or {})), n_probs=n_probs)
         check_room(gen, n, "n_predict" if isinstance(req, NativeCompletionRequest) else "max_tokens")
         return Plan(gen, reuse_prefix=req.cache_prompt, id_slot=req.id_slot, info={"prompt_ids": prompt_ids})
 
@@ -264,7 +266,8 @@ def create_app(engine: Engine, options: ServerOptions) -> FastAPI:
         n = limit_tokens(req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens)
         messages = [m.model_dump(exclude_none=True) for m in req.messages]
         gen, _ = llm._start_chat(messages, stop=req.stop, max_tokens=n, model=options.alias, stream=req.stream,
-                                 grammar=grammar_for(req), **sampling_for(req))
+                                 grammar=grammar_for(req), n_probs=chat_n_probs(req.logprobs, req.top_logprobs),
+                                 **sampling_for(req))
         check_room(gen, n, "max_tokens")
         return Plan(gen, reuse_prefix=req.cache_prompt, id_slot=req.id_slot)
 
@@ -360,16 +363,18 @@ def create_app(engine: Engine, options: ServerOptions) -> FastAPI:
     @app.post("/v1/completions")
     async def completions(request: Request):
         req = await parse_body(request, CompletionRequest)
-        if req.logprobs:
-            raise ApiError(400, "logprobs are not supported yet")
-        job, plan = await start(lambda: plan_completion(req, req.max_tokens))
+        job, plan = await start(lambda: plan_completion(req, req.max_tokens,
+                                                        completion_n_probs(req.logprobs, req.echo)))
         gen = plan.generation
         head = {"id": f"cmpl-{uuid.uuid4()}", "object": "text_completion", "created": int(time.time()),
                 "model": options.alias}
         echo = tok.decode(plan.info["prompt_ids"]) if req.echo else ""
+        # text offsets count from the prompt's start, as in OpenAI's and llama-cpp-python's answers
+        base = len(req.prompt) if isinstance(req.prompt, str) else len(tok.decode(plan.info["prompt_ids"]))
 
-        def choice(text, reason=None):
-            return {"text": text, "index": 0, "logprobs": None, "finish_reason": reason}
+        def choice(text, reason=None, probs=None):
+            logprobs = None if probs is None else completion_logprobs(probs, tok, base)
+            return {"text": text, "index": 0, "logprobs": logprobs, "finish_reason": reason}
 
         if req.stream:
             include_usage = bool((req.stream_options or {}).get("include_usage"))
@@ -378,7 +383,7 @@ def create_app(engine: Engine, options: ServerOptions) -> FastAPI:
             def step(s):
                 text = (echo if first[0] else "") + s.text
                 first[0] = False
-                return {**head, "choices": [choice(text)]}
+                return {**head, "choices": [choice(text, probs=s.probs if gen.n_probs is not None else None)]}
 
             def done(r: Result):
                 g = r.generation
@@ -389,26 +394,31 @@ def create_app(engine: Engine, options: ServerOptions) -> FastAPI:
             return stream(job, step, done, done_marker=True)
         r = await collect(job)
         g = r.generation
-        return {**head, "choices": [choice(echo + g.text, finish_reason(g))], "usage": usage(g),
+        probs = g.logprobs if g.n_probs is not None else None
+        return {**head, "choices": [choice(echo + g.text, finish_reason(g), probs)], "usage": usage(g),
                 "timings": r.timings}
 
     @app.post("/chat/completions")
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
         req = await parse_body(request, ChatRequest)
-        if req.logprobs or req.top_logprobs:
-            raise ApiError(400, "logprobs are not supported yet")
         job, plan = await start(lambda: plan_chat(req))
         head = {"id": f"chatcmpl-{uuid.uuid4()}", "created": int(time.time()), "model": options.alias}
+        with_probs = plan.generation.n_probs is not None
+
+        def logprobs(probs):
+            return {"content": chat_logprobs(probs, tok)} if with_probs else None
+
         if req.stream:
             include_usage = bool((req.stream_options or {}).get("include_usage"))
 
-            def chunk(delta, reason=None):
+            def chunk(delta, reason=None, probs=None):
                 return {**head, "object": "chat.completion.chunk",
-                        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}]}
+                        "choices": [{"index": 0, "delta": delta, "logprobs": None if probs is None else logprobs(probs),
+                                     "finish_reason": reason}]}
 
             def step(s):
-                return chunk({"content": s.text})
+                return chunk({"content": s.text}, probs=s.probs)
 
             def done(r: Result):
                 yield {**chunk({}, finish_reason(r.generation)), "timings": r.timings}
@@ -419,19 +429,18 @@ def create_app(engine: Engine, options: ServerOptions) -> FastAPI:
         r = await collect(job)
         g = r.generation
         return {**head, "object": "chat.completion",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": g.text}, "logprobs": None,
-                             "finish_reason": finish_reason(g)}],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": g.text},
+                             "logprobs": logprobs(g.logprobs), "finish_reason": finish_reason(g)}],
                 "usage": usage(g), "timings": r.timings}
 
     @app.post("/completion")
     @app.post("/completions")
     async def native_completion(request: Request):
         req = await parse_body(request, NativeCompletionRequest)
-        if req.n_probs:
-            raise ApiError(400, "n_probs is not supported yet")
         if req.ignore_eos:
             raise ApiError(400, "ignore_eos is not supported yet")
-        job, plan = await start(lambda: plan_completion(req, req.n_predict, {"json_schema": req.json_schema}))
+        job, plan = await start(lambda: plan_completion(req, req.n_predict, native_n_probs(req.n_probs),
+                                                        {"json_schema": req.json_schema}))
         gen = plan.generation
         settings = {**req.model_dump(exclude={"prompt", "json_schema"}),
                     "n_predict": limit_tokens(req.n_predict), "seed": gen.sampler.seed}
@@ -439,8 +448,11 @@ def create_app(engine: Engine, options: ServerOptions) -> FastAPI:
 
         def step(s):
             n_steps[0] += 1
-            return {"index": 0, "content": s.text, "tokens": [] if s.token is None else [s.token], "stop": False,
-                    "id_slot": job.slot_id, "tokens_predicted": n_steps[0], "tokens_evaluated": gen.n_prompt}
+            out = {"index": 0, "content": s.text, "tokens": [] if s.token is None else [s.token], "stop": False,
+                   "id_slot": job.slot_id, "tokens_predicted": n_steps[0], "tokens_evaluated": gen.n_prompt}
+            if s.probs:
+                out["completion_probabilities"] = native_probs(s.probs, tok)
+            return out
 
         def final(r: Result, content: str) -> dict:
             g = r.generation
@@ -454,7 +466,10 @@ def create_app(engine: Engine, options: ServerOptions) -> FastAPI:
         if req.stream:
             return stream(job, step, lambda r: [final(r, "")], done_marker=False)
         r = await collect(job)
-        return {**final(r, r.generation.text), "tokens": list(r.generation.tokens)}
+        out = {**final(r, r.generation.text), "tokens": list(r.generation.tokens)}
+        if r.generation.logprobs:
+            out["completion_probabilities"] = native_probs(r.generation.logprobs, tok)
+        return out
 
     return app
 

@@ -328,7 +328,8 @@ class Engine:
             job.slot_id = slot.id
             model = SlotModel(slot, self.scheduler, job, plan.reuse_prefix)
             gen = Generation(model, base.tokenizer, base.sampler, base.prompt, max_tokens=base.max_tokens,
-                             stop=base.matcher.stop, stats=GenStats(), n_ctx=self.slot_ctx)
+                             stop=base.matcher.stop, stats=GenStats(), n_ctx=self.slot_ctx,
+                             n_probs=base.n_probs)
             t0 = time.perf_counter()
             for step in gen:
                 if job.cancelled:
