@@ -249,7 +249,7 @@ class Generation:
                 cut = True
             if tail:
                 yield self._emit(None, tail)
-        if self._held:      # tokens without text of their own at the end; a stop string's are dropped
+        if self._held:      # tokens whose text was never released (none, or held back); a stop string's are dropped
             probs = self._release(len(self.text)) if cut else self._release(n_chars + 1)
             self._held = []
             if probs:
