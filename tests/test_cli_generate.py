@@ -59,6 +59,15 @@ def test_timings_on_stderr_only(greedy_cli):
     assert "tokens per second" in err
 
 
+def test_warmup_leaves_the_text_and_takes_the_page_faults_out_of_prompt_eval(greedy_cli):
+    """As llama.cpp, a [BOS, EOS] decode runs before the prompt (in load time): same completion either way."""
+    cold = run_cli("-m", str(model_path("smollm2")), "-p", PROMPT, "-n", "16", "--temp", "0", "-t", "2", "-c", "256",
+                   "--no-warmup")
+    assert cold.returncode == 0, cold.stderr.decode()
+    assert cold.stdout == greedy_cli.stdout
+    assert "--no-warmup" in run_cli("--help").stdout.decode()
+
+
 def test_default_model_n_and_threads(api):
     r = run_cli("-p", PROMPT, "-n", "5", "--temp", "0", "-t", "1", "-c", "64")
     assert r.returncode == 0, r.stderr.decode()
