@@ -193,6 +193,9 @@ class Generation:
         if self.accept_prompt:
             for t in self.prompt:
                 sampler.accept(t, is_generated=False)
+        # one token and one logits row, reused for every step: nothing vocabulary-sized is allocated per token
+        step_token = np.empty(1, np.int32)
+        step_logits = np.empty((1, model.n_vocab), np.float32)
         t0 = clock()
         logits = model.eval(self.prompt, 0)
         st.prompt_ms += (clock() - t0) * 1e3
@@ -236,7 +239,8 @@ class Generation:
                 reason = "context"
                 break
             t0 = clock()
-            logits = model.eval(np.array([tok], np.int32), n_past)
+            step_token[0] = tok
+            logits = model.eval(step_token, n_past, out=step_logits)
             st.eval_ms += (clock() - t0) * 1e3
             st.n_eval += 1
             n_past += 1

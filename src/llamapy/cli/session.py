@@ -24,6 +24,8 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+import numpy as np
+
 from llamapy import prompt_cache
 from llamapy.cli import console as con
 from llamapy.cli.common import process_escapes
@@ -77,6 +79,7 @@ class Session:
         self.n_consumed = 0                     # of embd_inp, moved into batches
         self.n_past = 0                         # positions filled in the KV cache
         self.logits = None
+        self._step_logits = None      # the logits row every generation step reuses
         self.prev: deque[int] = deque(maxlen=N_PREV)   # recent accepted tokens (reverse-prompt search)
         self.n_remain = opts.n_predict
         self.is_interacting = False
@@ -333,7 +336,12 @@ class Session:
     def _eval(self, tokens: list[int]) -> None:
         """Evaluate at n_past; one-token batches count as generation, longer ones as prompt (as llama.cpp)."""
         t0 = time.perf_counter()
-        self.logits = self.model.eval(tokens, self.n_past)
+        if len(tokens) == 1:      # a generation step: one logits row reused, nothing vocabulary-sized allocated
+            if self._step_logits is None:
+                self._step_logits = np.empty((1, self.model.n_vocab), np.float32)
+            self.logits = self.model.eval(tokens, self.n_past, out=self._step_logits)
+        else:
+            self.logits = self.model.eval(tokens, self.n_past)
         ms = (time.perf_counter() - t0) * 1e3
         st = self.stats
         if len(tokens) == 1:

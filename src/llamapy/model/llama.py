@@ -48,10 +48,13 @@ class Model:
         self.n_batch = self._fwd.n_batch
         self.n_vocab = cfg.n_vocab
 
-    def eval(self, tokens, pos: int, all_logits: bool = False, n_threads: int | None = None) -> np.ndarray:
+    def eval(self, tokens, pos: int, all_logits: bool = False, n_threads: int | None = None,
+             out: np.ndarray | None = None) -> np.ndarray:
         """Evaluate tokens at positions pos, pos + 1, ... (their K/V go into the cache there; positions
         before pos must already be filled). Returns float32 logits, shape (len(tokens), n_vocab) when
-        all_logits, else (1, n_vocab) for the last token. Inputs longer than n_batch go in chunks."""
+        all_logits, else (1, n_vocab) for the last token. Inputs longer than n_batch go in chunks.
+        out: an array of that shape to write the logits into and return (a generation loop reuses one
+        rather than allocating a vocabulary-sized array per token)."""
         ids = np.ascontiguousarray(tokens, dtype=np.int32).reshape(-1)
         n = ids.shape[0]
         if n == 0:
@@ -59,7 +62,11 @@ class Model:
         if pos < 0 or pos + n > self.n_ctx:
             raise ValueError(f"positions {pos}..{pos + n - 1} do not fit the context of {self.n_ctx}")
         threads = self.n_threads if n_threads is None else min(n_threads, self.n_threads)
-        out = np.empty((n if all_logits else 1, self.n_vocab), dtype=np.float32)
+        shape = (n if all_logits else 1, self.n_vocab)
+        if out is None:
+            out = np.empty(shape, dtype=np.float32)
+        elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a C-contiguous float32 array of shape {shape}")
         for start in range(0, n, self.n_batch):
             chunk = ids[start:start + self.n_batch]
             last = start + chunk.shape[0] == n

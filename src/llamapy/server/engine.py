@@ -183,7 +183,7 @@ class SlotModel:
         self.n_prompt_eval = 0     # prompt tokens evaluated
         self.t_prompt_done = None
 
-    def eval(self, tokens, pos: int):
+    def eval(self, tokens, pos: int, out=None):
         if self.job.cancelled:
             raise Cancelled()
         tokens = [int(t) for t in tokens]
@@ -198,6 +198,9 @@ class SlotModel:
         slot.cached.extend(tokens)
         if self.t_prompt_done is None:
             self.t_prompt_done = time.perf_counter()
+        if out is not None:                       # Model.eval's contract: the logits in the caller's buffer
+            out[...] = logits
+            return out
         return logits
 
 
