@@ -188,27 +188,6 @@ void llp_fwht(float *x, int64_t n_chunks, int n) {
 
 /* ---- KV cache ---- */
 
-/* f32 -> q8_0 as ggml's CPU backend does it for a q8_0 cache row or the q8_0 side of a dot product
- * (quantize_row_q8_0): d = amax / 127 stored as f16, q = x * id rounded half to even, with id = 127 / amax
- * on x86 (the AVX code) and 1 / d elsewhere (NEON). (The scalar reference rounds halves away from zero.) */
-static void quantize_row_q8_0_cpu(const float *x, block_q8_0 *y, int64_t n) {
-    for (int64_t i = 0; i < n / QK8_0; i++, x += QK8_0) {
-        float amax = 0.0f;
-        for (int j = 0; j < QK8_0; j++) {
-            const float a = fabsf(x[j]);
-            amax = a > amax ? a : amax;
-        }
-        const float d = amax / 127.0f;
-#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
-        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-#else
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-#endif
-        y[i].d = llp_f32_to_fp16(d);
-        for (int j = 0; j < QK8_0; j++) y[i].qs[j] = (int8_t)nearbyintf(x[j] * id);
-    }
-}
-
 size_t llp_kv_row_size(int type, int64_t n) {
     switch (type) {
     case LLP_F32: return (size_t)n * sizeof(float);
@@ -224,7 +203,7 @@ int llp_kv_store(int type, const float *src, void *dst, int64_t n) {
     case LLP_F16: llp_f32_to_f16_row(src, dst, n); return 0;
     case LLP_Q8_0:
         if (n % QK8_0) return 1;
-        quantize_row_q8_0_cpu(src, dst, n);
+        llp_quantize_row_q8_0_act(src, dst, n);
         return 0;
     default: return 1;
     }
@@ -275,7 +254,7 @@ static void attend_one(const float *q, const uint8_t *k, const uint8_t *v, const
         break;
     case LLP_Q8_0: {
         block_q8_0 *q8 = (block_q8_0 *)qh;   /* head_dim / 32 blocks: 34 bytes per 32 floats fit in qh */
-        quantize_row_q8_0_cpu(q, q8, head_dim);
+        llp_quantize_row_q8_0_act(q, q8, head_dim);
         for (int64_t j = j0; j < n_kv; j++) {
             float s;
             kv->q8_dot(head_dim, &s, k + j * k_row, q8);

@@ -45,6 +45,9 @@ typedef void (*llp_swiglu_fn)(const float *g, const float *u, float *out, int64_
 /* exp(x) computed as llama.cpp's AVX-512 code does (ggml_v_expf: x = n ln2 + b, a degree-5 polynomial in
  * b, scaled by 2^n), whose bits the softmax and SiLU must reproduce; within 2 ulp of expf */
 float llp_ggml_expf(float x);
+/* f32 -> q8_0 as llama.cpp's x86 code quantizes activations (id = 127 / amax, halves to even): the scalar
+ * activation quantizer, also what a q8_0 K cache row and the query against it are stored as */
+void llp_quantize_row_q8_0_act(const float *restrict x, void *restrict vy, int64_t k);
 
 typedef struct {
     const char *name;          /* ggml's name: "q4_K" */

@@ -389,7 +389,7 @@ static inline float q8_act_block(const float *x, int8_t *qs, llp_fp16 *d16) {
     return d;
 }
 
-static void quantize_row_q8_0_act(const float *restrict x, void *restrict vy, int64_t k) {
+void llp_quantize_row_q8_0_act(const float *restrict x, void *restrict vy, int64_t k) {
     block_q8_0 *y = vy;
     for (int64_t i = 0; i < k / QK8_0; i++) q8_act_block(x + i * QK8_0, y[i].qs, &y[i].d);
 }
@@ -479,7 +479,7 @@ void llp_register_scalar(llp_kernels *k) {
     }
 
     /* activation quantizers */
-    k->from_float[LLP_Q8_0] = quantize_row_q8_0_act;
+    k->from_float[LLP_Q8_0] = llp_quantize_row_q8_0_act;
     k->from_float[LLP_Q8_1] = quantize_row_q8_1_act;
     k->from_float[LLP_Q8_K] = quantize_row_q8_K_ref;
     k->from_float[LLP_F16] = quantize_row_f16_ref;
